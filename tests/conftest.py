@@ -1,0 +1,27 @@
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("OPEN_GRPO_CACHE", str(ROOT / ".cache" / "open_grpo"))
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+
+@pytest.fixture
+def write_recipe(tmp_path):
+    """Write a recipe (the demo's keys, updated with `changes`) to a temp file and return its path."""
+    import yaml
+
+    def write(changes=None, drop=(), name="recipe.yaml"):
+        config = yaml.safe_load((ROOT / "recipes" / "demo.yaml").read_text())
+        config["output_dir"] = str(tmp_path / "out")
+        for key in drop:
+            config.pop(key, None)
+        config.update(changes or {})
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    return write
