@@ -47,10 +47,9 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
 
     import transformers
     from transformers import AutoTokenizer
-
-    from .data import load_prompts
     from transformers.trainer_callback import ProgressCallback
 
+    from .data import load_prompts
     from .metrics import CompactProgress, MetricsFile, format_summary, plot_rewards, read_metrics, summary
     from .rewards.registry import build_rewards, parse_reward_specs
     from .trainer import OpenGRPOTrainer
