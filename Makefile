@@ -13,7 +13,7 @@ TORCH_CPU ?= torch==2.13.0
 GPUS_FOUND = $(shell nvidia-smi -L 2>/dev/null | grep -c '^GPU')
 NUM_GPUS ?= $(GPUS_FOUND)
 
-.PHONY: help env demo test lint format train check clean
+.PHONY: help env demo test lint format train check bench clean
 
 help:
 	@echo "make demo     - tiny GRPO run on CPU, no hub (the embedded default)"
@@ -53,6 +53,9 @@ train:
 
 check:
 	open-grpo check $(RECIPE) $(if $(NUM_GPUS),--gpus-per-node $(NUM_GPUS)) --accelerate $(ACCELERATE)
+
+bench:
+	open-grpo bench $(ARGS)
 
 clean:
 	rm -rf outputs .pytest_cache .ruff_cache

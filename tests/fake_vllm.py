@@ -16,13 +16,18 @@ class FakeLLM:
     def __init__(self, **kwargs):
         self.kwargs = kwargs
         self.loaded: list[str] = []
+        self.load_calls = 0
         self.generate_calls: list[list[list[int]]] = []
         self.calls: list[str] = []
-        model = SimpleNamespace(load_weights=lambda weights: self.loaded.extend(name for name, _ in weights))
+        model = SimpleNamespace(load_weights=self._load_weights)
         self.llm_engine = SimpleNamespace(
             model_executor=SimpleNamespace(driver_worker=SimpleNamespace(model_runner=SimpleNamespace(model=model)))
         )
         FakeLLM.instances.append(self)
+
+    def _load_weights(self, weights):
+        self.load_calls += 1
+        self.loaded.extend(name for name, _ in weights)
 
     def generate(self, prompts, sampling_params=None, use_tqdm=False):
         self.generate_calls.append([p["prompt_token_ids"] for p in prompts])

@@ -48,6 +48,11 @@ def _check(args, rest: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # its own parser, documented in bench.py
+        from .bench import main as bench
+
+        return bench(argv[1:])
     parser = argparse.ArgumentParser(
         prog="open-grpo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

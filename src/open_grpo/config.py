@@ -85,6 +85,14 @@ class ScriptArguments:
         },
     )
 
+    vllm_sync_chunk_mib: int = field(
+        default=1024,
+        metadata={
+            "help": "Colocate mode: push weights to vLLM in chunks of this many MiB (one load_weights call each) "
+            "instead of one call per parameter. 0 keeps TRL's per-parameter path."
+        },
+    )
+
     def __post_init__(self):
         # From the command line these arrive as JSON strings.
         if isinstance(self.rewards, str):

@@ -86,6 +86,7 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
         callbacks=[MetricsFile(training.output_dir)],
         vllm_engine_kwargs=script.vllm_engine_kwargs,
         max_prompt_tokens=script.max_prompt_tokens,
+        vllm_sync_chunk_mib=script.vllm_sync_chunk_mib,
     )
 
     if trainer.pop_callback(ProgressCallback) is not None:

@@ -3,6 +3,7 @@
 What it adds, and nothing else:
 - `vllm_engine_kwargs`: options of the colocated `vllm.LLM` that TRL fixes itself (max_num_seqs,
   max_num_batched_tokens, enforce_eager, enable_prefix_caching, kv_cache_dtype, compilation_config, ...);
+- weights pushed to the colocated engine in large chunks (`vllm_sync_chunk_mib`), not one call per parameter;
 - `vllm_max_model_length` set from the prompt and completion limits when the recipe leaves it unset;
 - per-step phase times (generation, weight sync, rewards, log-prob passes, train), completion tokens/s and
   completions/s per GPU, an MFU estimate and peak GPU memory, in the logs (console, W&B, metrics.jsonl);
@@ -15,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import json
 import logging
+import os
 import time
 from collections import defaultdict
 
@@ -49,6 +52,24 @@ def engine_kwargs_applied(engine_kwargs: dict | None):
         yield
     finally:
         module.LLM = original
+
+
+def batched_sync_weights(gen, chunk_bytes: int) -> None:
+    """Push the policy's weights into the colocated engine in chunks of `chunk_bytes`, one `load_weights` call per
+    chunk instead of TRL's one call per parameter (each call walks vLLM's whole module tree)."""
+    load_weights = gen.llm.llm_engine.model_executor.driver_worker.model_runner.model.load_weights
+    zero3 = gen._dist.is_zero3
+    chunk, size = [], 0
+    for name, tensor in gen._iter_named_params():
+        # Under ZeRO-3 the gathered tensor is released when the iterator moves on: keep a copy until it is loaded.
+        chunk.append((name, tensor.clone() if zero3 else tensor))
+        size += tensor.numel() * tensor.element_size()
+        if size >= chunk_bytes:
+            load_weights(chunk)
+            chunk, size = [], 0
+    if chunk:
+        load_weights(chunk)
+    gen.llm.reset_prefix_cache()
 
 
 class PhaseTimer:
@@ -87,7 +108,14 @@ def peak_tflops(card: str | None) -> float | None:
 class OpenGRPOTrainer(GRPOTrainer):
     """`GRPOTrainer` plus engine options, phase timing and throughput metrics (see the module docstring)."""
 
-    def __init__(self, *args, vllm_engine_kwargs: dict | None = None, max_prompt_tokens: int | None = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        vllm_engine_kwargs: dict | None = None,
+        max_prompt_tokens: int | None = None,
+        vllm_sync_chunk_mib: int = 0,
+        **kwargs,
+    ):
         training_args = kwargs["args"]
         if training_args.use_vllm and training_args.vllm_max_model_length is None and max_prompt_tokens:
             training_args.vllm_max_model_length = max_prompt_tokens + training_args.max_completion_length
@@ -106,8 +134,38 @@ class OpenGRPOTrainer(GRPOTrainer):
         self.card = card_name()
         if self.use_vllm:
             gen = self.vllm_generation
+            batched = vllm_sync_chunk_mib > 0 and gen.mode == "colocate" and not gen.enable_sleep_mode
+            if batched and not gen._dist.is_fsdp and not hasattr(self.model, "peft_config"):
+                gen.sync_weights = functools.partial(batched_sync_weights, gen, vllm_sync_chunk_mib << 20)
+            if gen.mode == "colocate":
+                self._record_engine_config()
             gen.generate = self.phases.wrap("generation", gen.generate)
             gen.sync_weights = self.phases.wrap("weight_sync", gen.sync_weights)
+
+    def _record_engine_config(self) -> None:
+        """Write the settings the colocated engine really runs with to <output_dir>/vllm_engine.json."""
+        try:
+            config = self.vllm_generation.llm.llm_engine.vllm_config
+            engine = {
+                "max_num_seqs": config.scheduler_config.max_num_seqs,
+                "max_num_batched_tokens": config.scheduler_config.max_num_batched_tokens,
+                "async_scheduling": config.scheduler_config.async_scheduling,
+                "max_model_len": config.model_config.max_model_len,
+                "enforce_eager": config.model_config.enforce_eager,
+                "gpu_memory_utilization": config.cache_config.gpu_memory_utilization,
+                "enable_prefix_caching": config.cache_config.enable_prefix_caching,
+                "kv_cache_dtype": config.cache_config.cache_dtype,
+                "tensor_parallel_size": config.parallel_config.tensor_parallel_size,
+                "disable_custom_all_reduce": config.parallel_config.disable_custom_all_reduce,
+            }
+        except AttributeError as e:  # an engine double, or a vLLM whose config moved
+            logger.warning("could not read the vLLM engine's config: %s", e)
+            return
+        if self.accelerator.is_main_process:
+            os.makedirs(self.args.output_dir, exist_ok=True)
+            with open(os.path.join(self.args.output_dir, "vllm_engine.json"), "w") as f:
+                json.dump(engine, f, indent=1, default=str)
+            logger.info("colocated vLLM engine: %s", engine)
 
     @staticmethod
     def _preflight(training_args, max_prompt_tokens, model_path) -> None:

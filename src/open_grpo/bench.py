@@ -1,0 +1,226 @@
+"""`open-grpo bench`: GRPO throughput on a GPU host, plain TRL against open_grpo, in one file per card.
+
+    open-grpo bench                                   # trl-default and open_grpo, seed shape, 1 GPU
+    open-grpo bench --rows trl-default,no-gc,open_grpo --steps 5
+    open-grpo bench --gpus 2 --accelerate zero2       # data-parallel rows (per-GPU numbers)
+
+Seed shape: a Qwen2.5-1.5B-shaped model with random bf16 weights (every completion runs to the maximum length: a
+deterministic worst case), 16 completions per GPU per step (2 prompts x 8), 1024 completion tokens, prompts up to
+512 tokens. Each row runs in its own process; the physical floor (decode: weight bytes per decode step over the
+measured bandwidth, times the steps; training: 6 x params x tokens over the measured bf16 rate) is measured here.
+Writes bench/results/<UTC time>-<card>.json (other shapes: bench/results/other/), a PNG beside it, and a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .bench_rows import ROWS
+
+
+def measure_ceilings() -> dict:
+    """Device-to-device copy bandwidth (bytes read + written) and bf16 matmul rate, measured on this card."""
+    import torch
+
+    x = torch.empty(2 << 30, dtype=torch.uint8, device="cuda")
+    y = torch.empty_like(x)
+    a = torch.randn(8192, 8192, dtype=torch.bfloat16, device="cuda")
+    b = torch.randn(8192, 8192, dtype=torch.bfloat16, device="cuda")
+
+    def timed(fn, reps):
+        for _ in range(3):
+            fn()
+        torch.cuda.synchronize()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(reps):
+            fn()
+        end.record()
+        torch.cuda.synchronize()
+        return start.elapsed_time(end) / 1e3 / reps
+
+    copy_s = timed(lambda: y.copy_(x), 20)
+    mm_s = timed(lambda: a @ b, 20)
+    out = {
+        "card": torch.cuda.get_device_name(),
+        "bandwidth_gbs": 2 * x.numel() / copy_s / 1e9,
+        "bf16_tflops": 2 * 8192**3 / mm_s / 1e12,
+    }
+    return out  # the buffers are freed on return; main() empties the cache before the rows start
+
+
+def floor_seconds(facts, ceilings: dict, completions: int, completion_len: int, prompt_len: int) -> dict:
+    """The physical floor of one step per GPU: decode reads every weight once per step, training is 6 N T."""
+    params = facts.num_params
+    decode = 2 * params / (ceilings["bandwidth_gbs"] * 1e9) * completion_len
+    train = 6 * params * completions * (completion_len + prompt_len) / (ceilings["bf16_tflops"] * 1e12)
+    return {"decode_s": decode, "train_s": train, "floor_s": decode + train}
+
+
+def run_row(name: str, model: str, args, out: Path) -> dict | None:
+    cmd = [sys.executable, "-m", "open_grpo.bench_row"]
+    if args.gpus > 1:
+        cmd = ["accelerate", "launch", "--num_processes", str(args.gpus), "--config_file",
+               f"accelerate_configs/{args.accelerate}.yaml", "-m", "open_grpo.bench_row"]  # fmt: skip
+    cmd += ["--row", name, "--model", model, "--out", str(out), "--steps", str(args.steps),
+            "--warmup", str(args.warmup), "--completion-len", str(args.completion_len),
+            "--prompt-len", str(args.prompt_len), "--per-device", str(args.per_device)]  # fmt: skip
+    log = out.with_suffix(".log")
+    print(f"[bench] {name}: {' '.join(cmd)}  (log: {log})", flush=True)
+    start = time.time()
+    with log.open("w") as f:
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=args.row_timeout)
+    if proc.returncode != 0 or not out.exists():
+        tail = log.read_text()[-3000:]
+        print(f"[bench] {name} FAILED (exit {proc.returncode}) after {time.time() - start:.0f}s:\n{tail}", flush=True)
+        return {"name": name, "error": f"exit {proc.returncode}", "log_tail": tail}
+    return json.loads(out.read_text())
+
+
+def table(rows: list[dict], base: dict | None) -> str:
+    head = f"{'row':<18}{'s/step':>8}{'compl/s/gpu':>12}{'tok/s/gpu':>11}{'vs trl':>8}{'floor x':>8}{'GiB':>7}  phases (s)"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"{r['name']:<18}FAILED: {r['error']}")
+            continue
+        ratio = (
+            r["completions_per_s_per_gpu"] / base["completions_per_s_per_gpu"]
+            if base and "error" not in base
+            else float("nan")
+        )
+        phases = " ".join(f"{k}={v:.2f}" for k, v in r["phases"].items() if v >= 0.005)
+        lines.append(
+            f"{r['name']:<18}{r['step_time_s_median']:>8.2f}{r['completions_per_s_per_gpu']:>12.2f}"
+            f"{r['completion_tokens_per_s_per_gpu']:>11.0f}{ratio:>8.2f}{r['step_time_s_median'] / r['floor_s']:>8.2f}"
+            f"{r['peak_mem_gib']:>7.1f}  {phases}"
+        )
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in rows if "error" not in r]
+    names = [r["name"] for r in ok]
+    fig, ax = plt.subplots(figsize=(8, 0.6 * len(ok) + 1.5))
+    left = [0.0] * len(ok)
+    for phase in ["generation", "weight_sync", "rewards", "logprobs", "scoring_other", "train"]:
+        vals = [r["phases"].get(phase, 0.0) for r in ok]
+        ax.barh(names, vals, left=left, label=phase)
+        left = [a + b for a, b in zip(left, vals)]
+    if ok:
+        ax.axvline(ok[0]["floor_s"], color="k", ls="--", lw=1, label="physical floor")
+    ax.set_xlabel("seconds per optimizer step (median)")
+    ax.set_title(title)
+    ax.invert_yaxis()
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="open-grpo bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--rows", default="trl-default,open_grpo", help=f"comma-separated, from: {', '.join(ROWS)}")
+    p.add_argument("--shape", default="1.5b", help="random:<shape> model (0.5b, 1.5b, 7b)")
+    p.add_argument("--gpus", type=int, default=1)
+    p.add_argument("--accelerate", default="zero2", help="accelerate config for --gpus > 1")
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--per-device", type=int, default=16)
+    p.add_argument("--completion-len", type=int, default=1024)
+    p.add_argument("--prompt-len", type=int, default=512)
+    p.add_argument("--row-timeout", type=int, default=900)
+    p.add_argument("--out", default="bench/results")
+    args = p.parse_args(argv)
+
+    names = [n.strip() for n in args.rows.split(",") if n.strip()]
+    unknown = [n for n in names if n not in ROWS]
+    if unknown:
+        print(f"open-grpo bench: unknown rows {unknown}; rows: {', '.join(ROWS)}", file=sys.stderr)
+        return 2
+    if "trl-default" not in names:
+        names.insert(0, "trl-default")  # every ratio comes from one file, one card, one host session
+    import torch
+
+    if not torch.cuda.is_available():
+        print("open-grpo bench needs a CUDA GPU (see docs/PERFORMANCE.md for measured results)", file=sys.stderr)
+        return 2
+
+    from .models import resolve_model
+    from .preflight import model_facts
+
+    seed_shape = (args.shape, args.per_device, args.completion_len, args.prompt_len) == ("1.5b", 16, 1024, 512)
+    ceilings = measure_ceilings()
+    torch.cuda.empty_cache()
+    model = resolve_model(f"random:{args.shape}")
+    floor = floor_seconds(model_facts(model), ceilings, args.per_device, args.completion_len, args.prompt_len)
+    print(f"[bench] {ceilings['card']}: {ceilings['bandwidth_gbs']:.0f} GB/s, {ceilings['bf16_tflops']:.0f} TFLOP/s; "
+          f"floor {floor['floor_s']:.2f} s/step (decode {floor['decode_s']:.2f}, train {floor['train_s']:.2f})")  # fmt: skip
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%MZ")
+    card = re.sub(r"[^A-Za-z0-9]+", "-", ceilings["card"].replace("NVIDIA", "")).strip("-") or "gpu"
+    out_dir = Path(args.out) if seed_shape and args.gpus == 1 else Path(args.out) / "other"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(os.environ.get("OPEN_GRPO_BENCH_TMP", "/tmp/open-grpo-bench"))
+    work.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in names:
+        row = run_row(name, model, args, work / f"{stamp}-{name}.json")
+        if "error" not in row:
+            row["floor_s"] = floor["floor_s"]
+        rows.append(row)
+    base = next((r for r in rows if r["name"] == "trl-default"), None)
+    result = {
+        "date_utc": stamp,
+        "card": ceilings["card"],
+        "gpus": args.gpus,
+        "shape": {
+            "model": f"random:{args.shape}",
+            "completions_per_gpu": args.per_device,
+            "completion_len": args.completion_len,
+            "prompt_len": args.prompt_len,
+            "accelerate": args.accelerate,
+        },  # fmt: skip
+        "ceilings": ceilings,
+        "floor": floor,
+        "versions": _versions(),
+        "command": "open-grpo bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "rows": rows,
+    }
+    path = out_dir / f"{stamp}-{card}{'' if args.gpus == 1 else f'-x{args.gpus}'}.json"
+    path.write_text(json.dumps(result, indent=1))
+    plot(rows, path.with_suffix(".png"), f"GRPO step on {ceilings['card']} x{args.gpus} ({args.shape})")
+    print(table(rows, base))
+    print(f"[bench] wrote {path} and {path.with_suffix('.png')}")
+    return 0
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("torch", "vllm", "trl", "transformers", "accelerate", "deepspeed", "liger-kernel"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
