@@ -23,8 +23,13 @@ def test_colocated_steps_and_engine_kwargs(write_recipe, tmp_path):
     from open_grpo.models import resolve_model
     from open_grpo.train import main
 
+    data = tmp_path / "train.jsonl"  # local data: GPU hosts have no reasoning-gym
+    data.write_text(
+        "\n".join(json.dumps({"problem": f"What is {i} + {i}?", "solution": str(2 * i)}) for i in range(64))
+    )
     recipe = write_recipe(
         {
+            "dataset_name": str(data),
             "model_name_or_path": "random:0.5b",
             "dtype": "bfloat16",
             "use_cpu": False,
@@ -36,7 +41,6 @@ def test_colocated_steps_and_engine_kwargs(write_recipe, tmp_path):
             "max_completion_length": 64,
             "learning_rate": 1.0e-5,
             "max_steps": 3,
-            "dataset_size": 64,
         }
     )
     main(str(recipe))

@@ -15,19 +15,19 @@ import time
 
 
 def build_dataset(tokenizer, n_prompts: int, prompt_tokens: int, seed: int):
-    """Arithmetic prompts from reasoning-gym padded with context to about `prompt_tokens` tokens."""
-    import reasoning_gym
+    """Arithmetic questions padded with context to about `prompt_tokens` tokens (no extra packages: GPU hosts)."""
+    import random
+
     from datasets import Dataset
 
-    items = reasoning_gym.create_dataset("basic_arithmetic", size=n_prompts, seed=seed)
+    rng = random.Random(seed)
     filler = " ".join(["Consider the numbers carefully and show every intermediate step."] * 64)
+    context = tokenizer.decode(tokenizer(filler).input_ids[: max(0, prompt_tokens - 64)])
     rows = []
-    for x in items:
-        ids = tokenizer(filler).input_ids[: max(0, prompt_tokens - 64)]
-        context = tokenizer.decode(ids)
-        rows.append(
-            {"prompt": [{"role": "user", "content": f"{context}\n{x['question']}"}], "solution": str(x["answer"])}
-        )
+    for _ in range(n_prompts):
+        a, b, c = (rng.randint(-99, 99) for _ in range(3))
+        rows.append({"prompt": [{"role": "user", "content": f"{context}\nCalculate {a} + {b} * {c}."}],
+                     "solution": str(a + b * c)})  # fmt: skip
     return Dataset.from_list(rows)
 
 
