@@ -39,9 +39,10 @@ def main():
     p.add_argument("--timeout", type=float, default=5.0)
     args = p.parse_args()
 
+    from test_verifier import ADVERSARIAL
+
     from open_grpo.rewards.accuracy import accuracy
     from open_grpo.rewards.verifier import get_pool
-    from test_verifier import ADVERSARIAL
 
     pool = get_pool()
     print(f"{os.cpu_count()} CPU cores, {pool.size} verifier workers")
