@@ -64,3 +64,47 @@ def install(monkeypatch):
     monkeypatch.setattr(gen, "SamplingParams", FakeSamplingParams, raising=False)
     monkeypatch.setattr(gen, "is_vllm_available", lambda: True)
     return FakeLLM
+
+
+class FakeVLLMClient:
+    """What TRL's server mode calls on `trl vllm-serve` (through `VLLMClient`), recorded."""
+
+    instances: list["FakeVLLMClient"] = []
+
+    def __init__(self, base_url=None, group_port=None, connection_timeout=None, **kwargs):
+        self.base_url = base_url
+        self.synced: list[list[str]] = []
+        self.generate_calls: list[dict] = []
+        FakeVLLMClient.instances.append(self)
+
+    def init_communicator(self, device=0):
+        pass
+
+    def get_server_info(self):
+        return {"model_config": {"logprobs_mode": "processed_logprobs"}}
+
+    def update_named_params(self, metadata, named_params):
+        self.synced.append([name for name, _ in named_params])
+
+    def reset_prefix_cache(self):
+        pass
+
+    def generate(self, prompts, features=None, n=1, max_tokens=16, **kwargs):
+        self.generate_calls.append({"prompts": prompts, "n": n})
+        rng = random.Random(len(self.generate_calls))
+        completions = [[rng.randrange(300, 5000) for _ in range(max_tokens)] for _ in prompts for _ in range(n)]
+        return {
+            "prompt_ids": list(prompts),
+            "completion_ids": completions,
+            "logprobs": [[[-5.0] for _ in ids] for ids in completions],
+            "logprob_token_ids": [[[t] for t in ids] for ids in completions],
+        }
+
+
+def install_server(monkeypatch):
+    import trl.generation.vllm_generation as gen
+
+    FakeVLLMClient.instances.clear()
+    monkeypatch.setattr(gen, "VLLMClient", FakeVLLMClient)
+    monkeypatch.setattr(gen, "is_vllm_available", lambda: True)
+    return FakeVLLMClient

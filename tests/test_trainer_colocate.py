@@ -47,3 +47,54 @@ def test_engine_kwargs_restore_module(monkeypatch):
         gen.LLM(model="m", max_num_seqs=2)
     assert gen.LLM is fake
     assert fake.instances[-1].kwargs == {"model": "m", "max_num_seqs": 2, "enforce_eager": True}
+
+
+@pytest.mark.slow
+def test_server_mode_with_client_double(monkeypatch, write_recipe, tmp_path):
+    client = fake_vllm.install_server(monkeypatch)
+    recipe = write_recipe({"use_vllm": True, "vllm_mode": "server", "max_steps": 2, "dataset_size": 32})
+    main(str(recipe))
+    (server,) = client.instances
+    # TRL sends each prompt once with n = num_generations, and pushes the weights before each generation
+    assert [c["n"] for c in server.generate_calls] == [8, 8] and all(
+        len(c["prompts"]) == 1 for c in server.generate_calls
+    )
+    assert len(server.synced) == 2 and "model.embed_tokens.weight" in server.synced[0]
+    rows = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "reward" in r]
+    assert len(steps) == 2 and all(r["time/generation"] > 0 and r["time/weight_sync"] > 0 for r in steps)
+
+
+@pytest.mark.slow
+def test_tp2_groups_and_slices_prompts(write_recipe, tmp_path):
+    """Two CPU ranks, TP=2: each engine gets the whole group's prompts; each rank gets its own slice back."""
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    recipe = write_recipe(
+        {
+            "use_vllm": True,
+            "vllm_mode": "colocate",
+            "vllm_tensor_parallel_size": 2,
+            "max_steps": 2,
+            "dataset_size": 32,
+            "per_device_train_batch_size": 8,
+            "num_generations": 8,
+        }  # fmt: skip
+    )
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29561",
+           str(ROOT / "tests" / "tp_double_main.py"), str(recipe), str(tmp_path)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-4000:]
+    logs = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for step in range(2):
+        r0, r1 = logs[0][step], logs[1][step]
+        group = r0["local"] + r1["local"]
+        assert r0["engine_got"] == group and r1["engine_got"] == group  # gathered over the TP group, in rank order
+        assert r0["returned"] == r0["local"] and r1["returned"] == r1["local"]  # each rank keeps its own slice
+        assert r0["engine_kwargs"]["tensor_parallel_size"] == 2
+        assert r0["engine_kwargs"]["seed"] == r1["engine_kwargs"]["seed"]  # one seed per TP group
