@@ -53,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         from .bench import main as bench
 
         return bench(argv[1:])
+    if argv[:1] == ["launch-args"]:  # for job scripts, documented in launch.py
+        from .launch import main as launch_args
+
+        return launch_args(argv[1:])
     parser = argparse.ArgumentParser(
         prog="open-grpo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

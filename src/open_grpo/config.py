@@ -93,6 +93,14 @@ class ScriptArguments:
         },
     )
 
+    resume: str = field(
+        default="auto",
+        metadata={
+            "help": "'auto': resume from the newest complete checkpoint in output_dir if there is one; 'never': start "
+            "over; or a checkpoint folder."
+        },
+    )
+
     def __post_init__(self):
         # From the command line these arrive as JSON strings.
         if isinstance(self.rewards, str):

@@ -17,8 +17,10 @@ import logging
 import os
 import sys
 
+from .checkpoints import resume_from
 from .config import RecipeError, load_recipe
 from .models import resolve_model
+from .preemption import PREEMPTED_EXIT, PREEMPTED_MARKER
 
 logger = logging.getLogger("open_grpo")
 
@@ -92,7 +94,16 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
     if trainer.pop_callback(ProgressCallback) is not None:
         trainer.add_callback(CompactProgress)
 
-    trainer.train(resume_from_checkpoint=training.resume_from_checkpoint)
+    # Resume: an explicit `resume_from_checkpoint` wins; else `resume: auto` takes the newest complete checkpoint.
+    checkpoint = training.resume_from_checkpoint or resume_from(training.output_dir, script.resume)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    if trainer.preempted:  # the checkpoint of this step is saved and marked: the job script requeues us
+        logger.warning("preempted at step %d: exiting %d for a requeue", trainer.state.global_step, PREEMPTED_EXIT)
+        if trainer.accelerator.is_main_process:
+            with open(os.path.join(training.output_dir, PREEMPTED_MARKER), "w") as f:
+                f.write(f"{trainer.state.global_step}\n")
+        trainer.accelerator.end_training()
+        sys.exit(PREEMPTED_EXIT)
     trainer.save_model(training.output_dir)
 
     result = {}

@@ -8,7 +8,9 @@ What it adds, and nothing else:
 - per-step phase times (generation, weight sync, rewards, log-prob passes, train), completion tokens/s and
   completions/s per GPU, an MFU estimate and peak GPU memory, in the logs (console, W&B, metrics.jsonl);
 - reward health (`rewards/<name>/errors`, `/timeouts`, `/none_frac`), and all ranks stopping together when a reward
-  with `on_error: raise` fails on any of them.
+  with `on_error: raise` fails on any of them;
+- checkpoints marked complete only once every rank has written them (`checkpoints.py`), and a clean stop on
+  SIGUSR1 or a stop file: save at the step boundary, then `preempted` is set (`preemption.py`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from collections import defaultdict
 
 import torch
 from trl import GRPOTrainer
+from trl.trainer.utils import RepeatSampler
+
+from .checkpoints import mark_complete
+from .preemption import StopRequest
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +76,16 @@ def batched_sync_weights(gen, chunk_bytes: int) -> None:
     if chunk:
         load_weights(chunk)
     gen.llm.reset_prefix_cache()
+
+
+class EpochSeededRepeatSampler(RepeatSampler):
+    """TRL's `RepeatSampler`, shuffled from `seed + epoch` (the Trainer calls `set_epoch`) instead of one generator
+    carried across epochs: a run resumed in a later epoch then sees the same prompts, in the same order, as an
+    uninterrupted one. Epoch 0's order is TRL's."""
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.shuffle and self.seed is not None:
+            self.generator.manual_seed(self.seed + epoch)
 
 
 class PhaseTimer:
@@ -124,6 +140,8 @@ class OpenGRPOTrainer(GRPOTrainer):
         self.vllm_engine_kwargs = dict(vllm_engine_kwargs or {})
         with engine_kwargs_applied(self.vllm_engine_kwargs):
             super().__init__(*args, **kwargs)
+        self.stop_request = StopRequest()
+        self.preempted = False
         self.phases = PhaseTimer()
         self._in_scoring = False
         self._step_tokens = 0
@@ -266,8 +284,26 @@ class OpenGRPOTrainer(GRPOTrainer):
         self._step_tokens = self._step_completions = self._step_train_tokens = 0
         return metrics
 
+    def _get_train_sampler(self, dataset=None):
+        sampler = super()._get_train_sampler(dataset)
+        sampler.__class__ = EpochSeededRepeatSampler  # same state, plus set_epoch
+        return sampler
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        self.accelerator.wait_for_everyone()  # every rank's shards and RNG state are on disk
+        if self.args.should_save:
+            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+            mark_complete(folder, self.state.global_step)
+
     def _maybe_log_save_evaluate(self, *args, **kwargs):
-        # Called once per optimizer step, before `log`: record this step's metrics so they are logged with it.
+        # Called once per optimizer step (a step boundary): a requested stop saves this step and ends training.
+        if not self.preempted and self.stop_request.agreed(self.accelerator):
+            self.preempted = True
+            self.control.should_save = True
+            self.control.should_training_stop = True
+            logger.warning("stop requested: saving checkpoint-%d and stopping", self.state.global_step)
+        # Record this step's metrics before `log`, so they are logged with it.
         step = self.step_metrics()
         for name, value in step.items():
             self._metrics["train"][name].append(value)

@@ -1,0 +1,113 @@
+"""slurm/train.sbatch without a cluster: stub srun/scontrol/accelerate record the exact per-node commands."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import ROOT
+
+SBATCH = ROOT / "slurm" / "train.sbatch"
+
+STUB_SRUN = """#!/bin/bash
+echo "srun $*" >> "$RECORD"
+cmd="${@: -1}"
+for ((i = 0; i < SLURM_JOB_NUM_NODES; i++)); do SLURM_NODEID=$i bash -c "$cmd"; done
+"""
+STUB_SCONTROL = """#!/bin/bash
+if [ "$1 $2" = "show hostnames" ]; then for ((i = 1; i <= SLURM_JOB_NUM_NODES; i++)); do printf 'gpu%02d\\n' $i; done
+else echo "scontrol $*" >> "$RECORD"; fi
+"""
+STUB_ACCELERATE = """#!/bin/bash
+echo "node $SLURM_NODEID: accelerate $*" >> "$RECORD"
+"""
+
+
+@pytest.fixture
+def fake_slurm(tmp_path):
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    for name, body in (("srun", STUB_SRUN), ("scontrol", STUB_SCONTROL), ("accelerate", STUB_ACCELERATE)):
+        (stubs / name).write_text(body)
+        (stubs / name).chmod(0o755)
+    record = tmp_path / "record.txt"
+
+    def run(nodes, *args, **env):
+        record.write_text("")
+        environ = {**os.environ, "PATH": f"{stubs}:{os.path.dirname(sys.executable)}:{os.environ['PATH']}",
+                   "RECORD": str(record), "SLURM_JOB_NUM_NODES": str(nodes), "SLURM_JOB_NODELIST": f"gpu[01-{nodes:02d}]",
+                   "SLURM_JOB_ID": "777", "GPUS_PER_NODE": "8", **env}  # fmt: skip
+        done = subprocess.run(["bash", str(SBATCH), *args], cwd=tmp_path, env=environ, capture_output=True, text=True)
+        return done, record.read_text().splitlines()
+
+    return run
+
+
+@pytest.mark.parametrize("nodes,tp", [(2, 2), (4, 4)])
+def test_per_node_commands(fake_slurm, nodes, tp):
+    done, lines = fake_slurm(nodes, "qwen-math-1.5b", str(tp), "--", "--max_steps", "5")
+    assert done.returncode == 0, done.stderr
+    srun = [ln for ln in lines if ln.startswith("srun")]
+    assert len(srun) == 1 and f"--nodes={nodes} --ntasks={nodes} --ntasks-per-node=1" in srun[0]
+    assert "--kill-on-bad-exit=1" in srun[0]
+    launches = [ln for ln in lines if ln.startswith("node ")]
+    assert len(launches) == nodes
+    recipe = ROOT / "recipes" / "qwen-math-1.5b.yaml"
+    for rank, line in enumerate(launches):
+        assert line == (
+            f"node {rank}: accelerate launch --config_file accelerate_configs/zero3.yaml --num_machines {nodes} "
+            f"--num_processes {8 * nodes} --machine_rank {rank} --main_process_ip gpu01 --main_process_port 30277 "
+            "--deepspeed_multinode_launcher standard --rdzv_backend static --same_network "
+            f"-m open_grpo.train --config {recipe} --vllm_tensor_parallel_size {tp} --max_steps 5"
+        )
+
+
+def test_environment_form_and_zero2(fake_slurm):
+    done, lines = fake_slurm(2, RECIPE="qwen-math-7b", TP="2", ACCELERATE="zero2")
+    assert done.returncode == 0, done.stderr
+    launches = [ln for ln in lines if ln.startswith("node ")]
+    assert all("accelerate_configs/zero2.yaml" in ln and "--vllm_tensor_parallel_size 2" in ln for ln in launches)
+    assert "qwen-math-7b.yaml" in launches[0]
+
+
+def test_bad_tp_stops_before_launch(fake_slurm):
+    done, lines = fake_slurm(2, "qwen-math-1.5b", "3")
+    assert done.returncode == 1
+    assert "not a multiple of vllm_tensor_parallel_size 3" in done.stderr and "preflight failed" in done.stderr
+    assert not any(ln.startswith(("srun", "node ")) for ln in lines)
+
+
+def test_preempted_marker_requeues(fake_slurm, tmp_path):
+    # a trainer that saved its stop checkpoint writes <output_dir>/PREEMPTED; accelerate itself exits 1
+    (tmp_path / "bin" / "accelerate").write_text(
+        "#!/bin/bash\nmkdir -p outputs/qwen-math-1.5b; echo 12 > outputs/qwen-math-1.5b/PREEMPTED; exit 1\n"
+    )
+    done, lines = fake_slurm(1, "qwen-math-1.5b")
+    assert done.returncode == 0, done.stderr
+    assert "scontrol requeue 777" in lines and "step 12 saved" in done.stdout
+    assert not (tmp_path / "outputs" / "qwen-math-1.5b" / "PREEMPTED").exists()
+
+
+def test_failure_is_not_requeued(fake_slurm, tmp_path):
+    (tmp_path / "bin" / "accelerate").write_text("#!/bin/bash\nexit 3\n")
+    done, lines = fake_slurm(1, "qwen-math-1.5b")
+    assert done.returncode == 3 and not any("requeue" in ln for ln in lines)
+
+
+def test_usage_without_recipe(fake_slurm):
+    done, _ = fake_slurm(1)
+    assert done.returncode == 2 and "usage: sbatch" in done.stderr
+
+
+def test_shell_checks():
+    assert subprocess.run(["bash", "-n", str(SBATCH)]).returncode == 0
+    if shutil.which("shellcheck") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("shellcheck is not installed (.ci/run installs it)")
+        pytest.skip("shellcheck not installed")
+    out = subprocess.run(
+        ["shellcheck", str(SBATCH), str(ROOT / "scripts" / "gpu-host.sh")], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stdout
