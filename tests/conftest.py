@@ -25,3 +25,13 @@ def write_recipe(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(autouse=True)
+def _restore_environ():
+    """Undo what a test leaves in os.environ: TRL's colocated setup exports RANK, WORLD_SIZE, MASTER_PORT, ... for
+    vLLM, and a later subprocess inheriting them would try to join that (gone) process group."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
