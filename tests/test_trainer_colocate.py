@@ -85,11 +85,23 @@ def test_tp2_groups_and_slices_prompts(write_recipe, tmp_path):
             "num_generations": 8,
         }  # fmt: skip
     )
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29561",
+    import signal
+    import socket
+
+    with socket.socket() as sock:  # a free port: a fixed one may be held by another run on this machine
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
            str(ROOT / "tests" / "tp_double_main.py"), str(recipe), str(tmp_path)]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-    assert run.returncode == 0, run.stderr[-4000:]
+    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    try:
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:  # a hung rank: take the whole launcher group down, not just torchrun
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, stderr[-4000:]
     logs = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     for step in range(2):
         r0, r1 = logs[0][step], logs[1][step]

@@ -102,6 +102,7 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
         if trainer.accelerator.is_main_process:
             with open(os.path.join(training.output_dir, PREEMPTED_MARKER), "w") as f:
                 f.write(f"{trainer.state.global_step}\n")
+        trainer.accelerator.wait_for_everyone()
         trainer.accelerator.end_training()
         sys.exit(PREEMPTED_EXIT)
     trainer.save_model(training.output_dir)
@@ -112,6 +113,7 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
         plot_rewards(rows, os.path.join(training.output_dir, "reward_curve.png"), title=f"{cfg.path.stem}: reward")
         result = summary(rows)
         print(format_summary(result, training.output_dir))
+    trainer.accelerator.wait_for_everyone()  # leave together: a rank tearing down its groups alone can hang the rest
     trainer.accelerator.end_training()
     return result
 
