@@ -61,3 +61,9 @@ def test_seed_reward_funcs_form(write_recipe):
     assert r.script.reward_funcs == ["format", "tag_count"]
     with pytest.raises(RecipeError, match="reward_weights"):
         load_recipe(write_recipe({"reward_funcs": ["format"], "reward_weights": [1.0, 2.0]}, drop=["rewards"]))
+
+
+def test_allreduce_fusion_choice_is_checked(write_recipe):
+    with pytest.raises(RecipeError, match="'vllm_allreduce_fusion' must be one of auto, off, trtllm, vllm"):
+        load_recipe(write_recipe({"vllm_allreduce_fusion": "fast"}))
+    assert load_recipe(write_recipe({"vllm_allreduce_fusion": "trtllm"})).script.vllm_allreduce_fusion == "trtllm"

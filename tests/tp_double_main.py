@@ -19,7 +19,8 @@ def generate(self, prompts, *args, **kwargs):
     out = _generate(self, prompts, *args, **kwargs)
     engine = fake_vllm.FakeLLM.instances[-1]
     log.append({"local": prompts, "returned": [list(p) for p in out[0]], "engine_got": engine.generate_calls[-1],
-                "engine_kwargs": {k: engine.kwargs[k] for k in ("tensor_parallel_size", "seed", "max_num_seqs")}})  # fmt: skip
+                "engine_kwargs": {k: engine.kwargs.get(k) for k in ("tensor_parallel_size", "seed", "max_num_seqs",
+                                                                  "compilation_config")}})  # fmt: skip
     return out
 
 

@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     kind = row.pop("trainer")
     engine_kwargs = row.pop("vllm_engine_kwargs", None)
     sync_chunk = row.pop("vllm_sync_chunk_mib", 0)
+    allreduce = row.pop("vllm_allreduce_fusion", "auto")
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     world = int(os.environ.get("WORLD_SIZE", 1))
     dataset = build_dataset(tokenizer, 512, args.prompt_len // 2, seed=0)
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         vllm_engine_kwargs=engine_kwargs if kind == "open_grpo" else None,
         max_prompt_tokens=args.prompt_len if kind == "open_grpo" else None,
         vllm_sync_chunk_mib=sync_chunk if kind == "open_grpo" else 0,
+        vllm_allreduce_fusion=allreduce if kind == "open_grpo" else "vllm",
     )
     start = time.time()
     trainer.train()

@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from .vllm_allreduce import CHOICES as ALLREDUCE_CHOICES
+
 GENERATOR_PREFIX = "reasoning-gym:"
 
 
@@ -91,6 +93,20 @@ class ScriptArguments:
             "help": "Colocate mode: push weights to vLLM in chunks of this many MiB (one load_weights call each) "
             "instead of one call per parameter. 0 keeps TRL's per-parameter path."
         },
+    )
+
+    vllm_allreduce_fusion: str = field(
+        default="auto",
+        metadata={
+            "help": "TP > 1, colocate: vLLM's fused all-reduce + RMSNorm. 'auto': off where NVLink multicast is off or "
+            "missing (vLLM 0.26 crashes there otherwise), vLLM's choice elsewhere; 'off'; 'trtllm' (FlashInfer's IPC "
+            "backend); 'vllm' (no change). See open_grpo/vllm_allreduce.py."
+        },
+    )
+
+    save_final_model: bool = field(
+        default=True,
+        metadata={"help": "Save the trained model to output_dir at the end (off for throwaway runs: sanity checks)."},
     )
 
     resume: str = field(
@@ -305,6 +321,10 @@ def validate(script: ScriptArguments, training, model) -> list[str]:
         problems.append(f"'vllm_mode' must be 'colocate' or 'server', got {training.vllm_mode!r}")
     if script.vllm_engine_kwargs is not None and not isinstance(script.vllm_engine_kwargs, dict):
         problems.append(f"'vllm_engine_kwargs' must be a mapping, got {script.vllm_engine_kwargs!r}")
+    if script.vllm_allreduce_fusion not in ALLREDUCE_CHOICES:
+        problems.append(
+            f"'vllm_allreduce_fusion' must be one of {', '.join(ALLREDUCE_CHOICES)}, got {script.vllm_allreduce_fusion!r}"
+        )
     try:
         parse_reward_specs(script.rewards, script.reward_funcs, training.reward_weights)
     except RewardSpecError as e:

@@ -89,6 +89,7 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
         vllm_engine_kwargs=script.vllm_engine_kwargs,
         max_prompt_tokens=script.max_prompt_tokens,
         vllm_sync_chunk_mib=script.vllm_sync_chunk_mib,
+        vllm_allreduce_fusion=script.vllm_allreduce_fusion,
     )
 
     if trainer.pop_callback(ProgressCallback) is not None:
@@ -105,7 +106,8 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
         trainer.accelerator.wait_for_everyone()
         trainer.accelerator.end_training()
         sys.exit(PREEMPTED_EXIT)
-    trainer.save_model(training.output_dir)
+    if script.save_final_model:
+        trainer.save_model(training.output_dir)
 
     result = {}
     if trainer.accelerator.is_main_process:

@@ -4,6 +4,8 @@ What it adds, and nothing else:
 - `vllm_engine_kwargs`: options of the colocated `vllm.LLM` that TRL fixes itself (max_num_seqs,
   max_num_batched_tokens, enforce_eager, enable_prefix_caching, kv_cache_dtype, compilation_config, ...);
 - weights pushed to the colocated engine in large chunks (`vllm_sync_chunk_mib`), not one call per parameter;
+- with TP > 1, vLLM's fused all-reduce switched off where NVLink multicast is unavailable, where vLLM 0.26 crashes
+  (`vllm_allreduce_fusion`, `vllm_allreduce.py`);
 - `vllm_max_model_length` set from the prompt and completion limits when the recipe leaves it unset;
 - per-step phase times (generation, weight sync, rewards, log-prob passes, train), completion tokens/s and
   completions/s per GPU, an MFU estimate and peak GPU memory, in the logs (console, W&B, metrics.jsonl);
@@ -28,6 +30,7 @@ import torch
 from trl import GRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
+from . import vllm_allreduce
 from .checkpoints import mark_complete
 from .preemption import StopRequest
 
@@ -130,6 +133,7 @@ class OpenGRPOTrainer(GRPOTrainer):
         vllm_engine_kwargs: dict | None = None,
         max_prompt_tokens: int | None = None,
         vllm_sync_chunk_mib: int = 0,
+        vllm_allreduce_fusion: str = "auto",
         **kwargs,
     ):
         training_args = kwargs["args"]
@@ -138,6 +142,12 @@ class OpenGRPOTrainer(GRPOTrainer):
         if training_args.use_vllm and isinstance(kwargs.get("model"), str):
             self._preflight(training_args, max_prompt_tokens, kwargs["model"])
         self.vllm_engine_kwargs = dict(vllm_engine_kwargs or {})
+        if training_args.use_vllm and training_args.vllm_mode == "colocate":
+            self.vllm_engine_kwargs, why = vllm_allreduce.apply(
+                training_args.vllm_tensor_parallel_size, vllm_allreduce_fusion, self.vllm_engine_kwargs
+            )
+            if why and training_args.process_index == 0:
+                logger.info("tensor parallel all-reduce: %s", why)
         with engine_kwargs_applied(self.vllm_engine_kwargs):
             super().__init__(*args, **kwargs)
         self.stop_request = StopRequest()
@@ -175,6 +185,8 @@ class OpenGRPOTrainer(GRPOTrainer):
                 "kv_cache_dtype": config.cache_config.cache_dtype,
                 "tensor_parallel_size": config.parallel_config.tensor_parallel_size,
                 "disable_custom_all_reduce": config.parallel_config.disable_custom_all_reduce,
+                "fuse_allreduce_rms": config.compilation_config.pass_config.fuse_allreduce_rms,
+                "flashinfer_allreduce_backend": os.environ.get(vllm_allreduce.BACKEND_ENV, "auto"),
             }
         except AttributeError as e:  # an engine double, or a vLLM whose config moved
             logger.warning("could not read the vLLM engine's config: %s", e)

@@ -1,0 +1,110 @@
+"""How the colocated vLLM engine all-reduces when tensor parallelism is on (`vllm_tensor_parallel_size > 1`).
+
+Why this exists: vLLM 0.26 compiles, for TP > 1 on Hopper/Blackwell, a fused all-reduce + RMSNorm
+(`pass_config.fuse_allreduce_rms`, on by default) whose FlashInfer backend defaults to `mnnvl` on a single node
+(vLLM PR #47219). `mnnvl` needs NVLink multicast. FlashInfer 0.6.14 allocates its workspace through PyTorch's
+symmetric memory, which hands out no multicast mapping where multicast is off (`TORCH_SYMM_MEM_DISABLE_MULTICAST=1`,
+as clusters that disable NVLS set) or missing (NVLink bridges, no fabric manager): the workspace is built anyway,
+and its first use, vLLM's memory-profiling forward, goes through the null multicast address: the "illegal memory
+access, then CUBLAS_STATUS_INTERNAL_ERROR in cublasCreate" seen at TP=2 (on our 2x H200 host: a hang at the same
+point), with or without custom all-reduce, and never with `enforce_eager` (no compiled passes). vLLM checks the
+workspace after 0.26 (PR #49043).
+
+`vllm_allreduce_fusion` picks what to do:
+- `auto` (default): where NVLink multicast is off or missing, `off`; elsewhere leave vLLM's choice alone;
+- `off`: no fused all-reduce (vLLM's custom all-reduce or NCCL, then RMSNorm): what vLLM itself does after its fix;
+- `trtllm`: keep the fusion on FlashInfer's IPC backend (`VLLM_FLASHINFER_ALLREDUCE_BACKEND=trtllm`, one node);
+- `vllm`: change nothing.
+docs/PERFORMANCE.md has the TP=1/TP=2 generation times behind the default (`off`: 1.34x TP=1's time per GPU
+workload on 2x H200, `trtllm`: 1.83x).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Mapping
+
+CHOICES = ("auto", "off", "trtllm", "vllm")
+BACKEND_ENV = "VLLM_FLASHINFER_ALLREDUCE_BACKEND"
+CU_DEVICE_ATTRIBUTE_MULTICAST_SUPPORTED = 132
+
+# Variables with which a site turns NVLink multicast off, and the values that mean "off".
+_MULTICAST_OFF = {
+    "TORCH_SYMM_MEM_DISABLE_MULTICAST": ("1", "true", "yes", "on"),
+    "NCCL_NVLS_ENABLE": ("0", "false", "no", "off"),
+    "NVSHMEM_DISABLE_NVLS": ("1", "true", "yes", "on"),
+}
+
+
+def device_multicast_supported(device: int = 0) -> bool | None:
+    """The driver's CU_DEVICE_ATTRIBUTE_MULTICAST_SUPPORTED for `device` (None where it cannot be read).
+
+    Only reads an attribute: it never creates a multicast object."""
+    try:
+        libcuda = ctypes.CDLL("libcuda.so.1")
+        dev, value = ctypes.c_int(), ctypes.c_int()
+        if libcuda.cuInit(0) != 0 or libcuda.cuDeviceGet(ctypes.byref(dev), device) != 0:
+            return None
+        if libcuda.cuDeviceGetAttribute(ctypes.byref(value), CU_DEVICE_ATTRIBUTE_MULTICAST_SUPPORTED, dev) != 0:
+            return None
+        return bool(value.value)
+    except (OSError, AttributeError):
+        return None
+
+
+def multicast_unavailable(environ: Mapping[str, str], device_supported: bool | None) -> str | None:
+    """Why NVLink multicast cannot be used here, or None where nothing says so."""
+    for var, off in _MULTICAST_OFF.items():
+        if environ.get(var, "").strip().lower() in off:
+            return f"{var}={environ[var]}"
+    if device_supported is False:
+        return "the GPU reports no multicast support"
+    return None
+
+
+def allreduce_settings(
+    tp_size: int,
+    choice: str,
+    environ: Mapping[str, str],
+    device_supported: bool | None = None,
+) -> tuple[dict[str, str], dict, str | None]:
+    """(environment variables to set, vLLM engine kwargs to merge, why) for the colocated engine."""
+    if choice not in CHOICES:
+        raise ValueError(f"vllm_allreduce_fusion must be one of {', '.join(CHOICES)}, got {choice!r}")
+    if tp_size <= 1 or choice == "vllm":
+        return {}, {}, None
+    if choice == "auto":
+        if BACKEND_ENV in environ:
+            return {}, {}, None  # the user chose a FlashInfer backend: theirs to keep
+        reason = multicast_unavailable(environ, device_supported)
+        if reason is None:
+            return {}, {}, None
+        choice, why = "off", f"NVLink multicast is unavailable ({reason})"
+    else:
+        why = f"vllm_allreduce_fusion: {choice}"
+    if choice == "trtllm":
+        return {BACKEND_ENV: "trtllm"}, {}, f"{why}: fused all-reduce on FlashInfer's trtllm (IPC) backend"
+    engine = {"compilation_config": {"pass_config": {"fuse_allreduce_rms": False}}}
+    return {}, engine, f"{why}: fused all-reduce + RMSNorm off"
+
+
+def merge_engine_kwargs(user: dict, ours: dict) -> dict:
+    """`ours` under `user`: nested dicts merge, and a value the user set wins."""
+    out = dict(ours)
+    for key, value in user.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_engine_kwargs(value, out[key])
+        else:
+            out[key] = value
+    return out
+
+
+def apply(tp_size: int, choice: str, engine_kwargs: dict, environ=os.environ) -> tuple[dict, str | None]:
+    """Set the variables in `environ` and return (engine kwargs, why) for this process's colocated engine."""
+    device_supported = None
+    if tp_size > 1 and choice == "auto" and BACKEND_ENV not in environ:
+        device_supported = device_multicast_supported(int(environ.get("LOCAL_RANK", 0)))
+    env, engine, why = allreduce_settings(tp_size, choice, environ, device_supported)
+    environ.update(env)
+    return merge_engine_kwargs(engine_kwargs, engine), why
