@@ -3,6 +3,7 @@
 #   bash scripts/gpu-host.sh tests            # GPU-marked tests -> $OUT/gpu-test-log.txt
 #   bash scripts/gpu-host.sh model 1.5b       # build the random-weight model (cached for later calls)
 #   bash scripts/gpu-host.sh bench ROWS...    # open-grpo bench on the seed shape -> $OUT/
+#   bash scripts/gpu-host.sh validate ARGS... # TP probe / sanity runs (scripts/gpu_validation.py) -> $OUT/
 set -uo pipefail
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1  # never multicast
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1 WANDB_MODE=disabled
@@ -26,5 +27,12 @@ case "$what" in
       2>&1 | tee "$OUT/bench.log"
     cp bench/results/*.json bench/results/*.png "$OUT"/ 2>/dev/null
     tar czf "$OUT/bench-logs.tgz" -C /tmp/open-grpo-bench . 2>/dev/null
+    ;;
+  validate)
+    model=$(python3 -c "from open_grpo.models import resolve_model; print(resolve_model('random:1.5b'))")
+    work=${VALIDATION_DIR:-/tmp/validation}
+    python3 scripts/gpu_validation.py --model "$model" --out "$work" "$@" 2>&1 | tee "$OUT/validation.log"
+    cp "$work"/*.json "$work"/*.png "$work"/sanity/*.json "$work"/sanity/*.png "$OUT"/ 2>/dev/null
+    tar czf "$OUT/validation-logs.tgz" -C "$work" --exclude='*.safetensors' --exclude='*.pt' --exclude='*.bin' . 2>/dev/null
     ;;
 esac
