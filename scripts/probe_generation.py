@@ -3,6 +3,11 @@ launcher, logprobs_mode=processed_logprobs, max_num_batched_tokens=4096, max_num
 workload (16 sequences x 1024 tokens) under sampling variants. GPU host only:
 
     python3 scripts/probe_generation.py MODEL_PATH [engine_kwargs_json]
+    OPEN_GRPO_PROFILE=$OUT/generate.json python3 scripts/probe_generation.py MODEL_PATH   # + torch.profiler
+
+With OPEN_GRPO_PROFILE set, one TRL-style generate of 128 tokens also runs under torch.profiler: the GPU-busy time
+(CUDA kernels) against the wall time per decode step, and the top CPU and CUDA ops, printed and saved as JSON: the
+split between the GPU's work and the host's per-step overhead.
 """
 
 import json
@@ -47,11 +52,47 @@ def main():
         dt = time.perf_counter() - t
         tokens = sum(len(o.outputs[0].token_ids) for o in out)
         print(f"{name:<24} {dt:6.2f} s  {tokens} tokens  {dt / 1024 * 1e3:5.2f} ms/decode step", flush=True)
+    if os.environ.get("OPEN_GRPO_PROFILE"):
+        profile(
+            llm, prompts, SamplingParams(**dict(base, logprobs=0, max_tokens=128)), os.environ["OPEN_GRPO_PROFILE"]
+        )
     # the same 16 sequences as 2 prompts x n=8
     sp = SamplingParams(**dict(base, logprobs=0, n=8))
     t = time.perf_counter()
     llm.generate(prompts[:2], sp, use_tqdm=False)
     print(f"{'2 prompts x n=8':<24} {time.perf_counter() - t:6.2f} s", flush=True)
+
+
+def profile(llm, prompts, sp, path: str) -> None:
+    import torch
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    torch.cuda.synchronize()
+    with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        t = time.perf_counter()
+        llm.generate(prompts, sp, use_tqdm=False)
+        torch.cuda.synchronize()
+        wall = time.perf_counter() - t
+    events = prof.key_averages()
+    kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+    gpu_s = sum(e.self_device_time_total for e in kernels) / 1e6
+    top = lambda rows, key: [(e.key[:80], round(getattr(e, key) / 1e3, 2), e.count) for e in  # noqa: E731
+                             sorted(rows, key=lambda e: -getattr(e, key))[:12]]  # fmt: skip
+    result = {
+        "decode_steps": sp.max_tokens,
+        "wall_s": round(wall, 3),
+        "gpu_kernels_s": round(gpu_s, 3),
+        "wall_ms_per_step": round(wall / sp.max_tokens * 1e3, 3),
+        "gpu_ms_per_step": round(gpu_s / sp.max_tokens * 1e3, 3),
+        "top_cuda_ms": top(kernels, "self_device_time_total"),
+        "top_cpu_ms": top(
+            [e for e in events if e.device_type == torch.autograd.DeviceType.CPU], "self_cpu_time_total"
+        ),
+    }
+    print(json.dumps(result, indent=1), flush=True)
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)
 
 
 if __name__ == "__main__":
