@@ -32,7 +32,7 @@ case "$what" in
     model=$(python3 -c "from open_grpo.models import resolve_model; print(resolve_model('random:1.5b'))")
     work=${VALIDATION_DIR:-/tmp/validation}
     python3 scripts/gpu_validation.py --model "$model" --out "$work" "$@" 2>&1 | tee "$OUT/validation.log"
-    cp "$work"/*.json "$work"/*.png "$work"/sanity/*.json "$work"/sanity/*.png "$OUT"/ 2>/dev/null
+    cp "$work"/*.json "$work"/*.png "$OUT"/ 2>/dev/null
     tar czf "$OUT/validation-logs.tgz" -C "$work" --exclude='*.safetensors' --exclude='*.pt' --exclude='*.bin' . 2>/dev/null
     ;;
 esac

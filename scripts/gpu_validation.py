@@ -4,7 +4,7 @@ runs, packed side by side on the host's GPUs so that a few minutes of host time 
     python3 scripts/gpu_validation.py --model PATH --out DIR --tp-probe --sanity tp1-s0,tp1-s1 --deadline 540
 
 TP probe (scripts/probe_tp.py, one torchrun per setting): TP=1; TP=2 with open_grpo's setting (`auto`), with
-FlashInfer's trtllm backend, and with vLLM 0.26's own default (expected to crash where multicast is off: it
+FlashInfer's trtllm backend, and with vLLM 0.26's own default (expected to crash or hang where multicast is off: it
 reproduces the reported failure; safe, as no multicast object is ever created there); TP=4 with `auto`.
 Writes DIR/tp_probe.json (one row per setting: resolved settings and generation times, or the exit code and log
 tail of a crash) and DIR/sanity.json + DIR/reward_curves.png (scripts/sanity_check.py).
