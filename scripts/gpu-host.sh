@@ -2,7 +2,7 @@
 # GPU-host validation, run after `source /root/gpu-parts/setup.sh` (see docs/GPU-HOST.md):
 #   bash scripts/gpu-host.sh tests            # GPU-marked tests -> $OUT/gpu-test-log.txt
 #   bash scripts/gpu-host.sh model 1.5b       # build the random-weight model (cached for later calls)
-#   bash scripts/gpu-host.sh bench ROWS...    # open-grpo bench on the seed shape -> $OUT/
+#   bash scripts/gpu-host.sh bench ROWS...    # open-grpo bench on the seed shape (BENCH_ARGS: more options) -> $OUT/
 #   bash scripts/gpu-host.sh validate ARGS... # TP probe / sanity runs (scripts/gpu_validation.py) -> $OUT/
 set -uo pipefail
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1  # never multicast
@@ -23,8 +23,10 @@ case "$what" in
     ;;
   bench)
     rows=$(IFS=,; echo "$*")
+    # BENCH_ARGS: more options, e.g. "--gpus 2 --accelerate zero3"
+    # shellcheck disable=SC2086
     open-grpo bench --rows "${rows:-trl-default,open_grpo}" --steps "${BENCH_STEPS:-4}" --warmup "${BENCH_WARMUP:-2}" \
-      2>&1 | tee "$OUT/bench.log"
+      ${BENCH_ARGS:-} 2>&1 | tee -a "$OUT/bench.log"
     cp bench/results/*.json bench/results/*.png "$OUT"/ 2>/dev/null
     tar czf "$OUT/bench-logs.tgz" -C /tmp/open-grpo-bench . 2>/dev/null
     ;;

@@ -5,7 +5,7 @@ workload (16 sequences x 1024 tokens) under sampling variants. GPU host only:
     python3 scripts/probe_generation.py MODEL_PATH [engine_kwargs_json]
     OPEN_GRPO_PROFILE=$OUT/generate.json python3 scripts/probe_generation.py MODEL_PATH   # + torch.profiler
 
-With OPEN_GRPO_PROFILE set, one TRL-style generate of 128 tokens also runs under torch.profiler: the GPU-busy time
+With OPEN_GRPO_PROFILE set, one TRL-style generate of 256 tokens also runs under torch.profiler: the GPU-busy time
 (CUDA kernels) against the wall time per decode step, and the top CPU and CUDA ops, printed and saved as JSON: the
 split between the GPU's work and the host's per-step overhead.
 """
@@ -54,7 +54,7 @@ def main():
         print(f"{name:<24} {dt:6.2f} s  {tokens} tokens  {dt / 1024 * 1e3:5.2f} ms/decode step", flush=True)
     if os.environ.get("OPEN_GRPO_PROFILE"):
         profile(
-            llm, prompts, SamplingParams(**dict(base, logprobs=0, max_tokens=128)), os.environ["OPEN_GRPO_PROFILE"]
+            llm, prompts, SamplingParams(**dict(base, logprobs=0, max_tokens=256)), os.environ["OPEN_GRPO_PROFILE"]
         )
     # the same 16 sequences as 2 prompts x n=8
     sp = SamplingParams(**dict(base, logprobs=0, n=8))

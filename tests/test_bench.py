@@ -1,10 +1,12 @@
 """`open-grpo bench` logic on CPU: a row against the vLLM engine double, the floor, the table."""
 
 import json
+import os
+import time
 
 import pytest
 
-from open_grpo.bench import floor_seconds, table
+from open_grpo.bench import floor_seconds, run_logged, table
 from open_grpo.bench_row import main as bench_row
 from open_grpo.bench_rows import OPEN_GRPO, ROWS
 from open_grpo.models import resolve_model
@@ -50,3 +52,20 @@ def test_row_with_engine_double(monkeypatch, tmp_path, row):
     # TRL pushes one parameter per call; open_grpo's batched sync one chunk (the tiny model fits one) per step
     assert llm.load_calls == (syncs if row == "open_grpo" else syncs * n_params)
     print(table([{**result, "floor_s": 1.0}], result))
+
+
+def test_row_out_of_time_is_killed_with_its_children(tmp_path):
+    # accelerate launch starts workers of its own: a timed-out row must not leave them holding the card
+    pid_file = tmp_path / "child.pid"
+    cmd = ["bash", "-c", f"sleep 300 & echo $! > {pid_file}; echo started; wait"]
+    result = run_logged(cmd, tmp_path / "row.log", timeout_s=2)
+    assert result == "timeout after 2 s"
+    assert "started" in (tmp_path / "row.log").read_text()
+    child = int(pid_file.read_text())
+    for _ in range(50):
+        if not os.path.exists(f"/proc/{child}") or open(f"/proc/{child}/stat").read().split()[2] == "Z":
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the row's child process survived the timeout")
+    assert run_logged(["true"], tmp_path / "ok.log", timeout_s=10) == 0

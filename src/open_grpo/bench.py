@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -65,6 +66,19 @@ def floor_seconds(facts, ceilings: dict, completions: int, completion_len: int, 
     return {"decode_s": decode, "train_s": train, "floor_s": decode + train}
 
 
+def run_logged(cmd: list[str], log: Path, timeout_s: float) -> int | str:
+    """Run `cmd` with its output in `log`, in a session of its own: one that runs out of time is killed with every
+    process it started (accelerate's workers, vLLM's helpers), so the next row gets a free card."""
+    with log.open("w") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            return proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return f"timeout after {timeout_s} s"
+
+
 def run_row(name: str, model: str, args, out: Path) -> dict | None:
     cmd = [sys.executable, "-m", "open_grpo.bench_row"]
     if args.gpus > 1:
@@ -76,12 +90,11 @@ def run_row(name: str, model: str, args, out: Path) -> dict | None:
     log = out.with_suffix(".log")
     print(f"[bench] {name}: {' '.join(cmd)}  (log: {log})", flush=True)
     start = time.time()
-    with log.open("w") as f:
-        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=args.row_timeout)
-    if proc.returncode != 0 or not out.exists():
+    returncode = run_logged(cmd, log, args.row_timeout)
+    if returncode != 0 or not out.exists():
         tail = log.read_text()[-3000:]
-        print(f"[bench] {name} FAILED (exit {proc.returncode}) after {time.time() - start:.0f}s:\n{tail}", flush=True)
-        return {"name": name, "error": f"exit {proc.returncode}", "log_tail": tail}
+        print(f"[bench] {name} FAILED (exit {returncode}) after {time.time() - start:.0f}s:\n{tail}", flush=True)
+        return {"name": name, "error": f"exit {returncode}", "log_tail": tail}
     return json.loads(out.read_text())
 
 
@@ -155,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if "trl-default" not in names:
         names.insert(0, "trl-default")  # every ratio comes from one file, one card, one host session
+    # a row may repeat (e.g. trl-default first and last, to size the host's noise); ratios use the first
     import torch
 
     if not torch.cuda.is_available():
@@ -174,17 +188,11 @@ def main(argv: list[str] | None = None) -> int:
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%MZ")
     card = re.sub(r"[^A-Za-z0-9]+", "-", ceilings["card"].replace("NVIDIA", "")).strip("-") or "gpu"
-    out_dir = Path(args.out) if seed_shape and args.gpus == 1 else Path(args.out) / "other"
+    out_dir = Path(args.out) if seed_shape else Path(args.out) / "other"  # seed shape = per GPU, any GPU count
     out_dir.mkdir(parents=True, exist_ok=True)
     work = Path(os.environ.get("OPEN_GRPO_BENCH_TMP", "/tmp/open-grpo-bench"))
     work.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for name in names:
-        row = run_row(name, model, args, work / f"{stamp}-{name}.json")
-        if "error" not in row:
-            row["floor_s"] = floor["floor_s"]
-        rows.append(row)
-    base = next((r for r in rows if r["name"] == "trl-default"), None)
+    path = out_dir / f"{stamp}-{card}{'' if args.gpus == 1 else f'-x{args.gpus}-{args.accelerate}'}.json"
     result = {
         "date_utc": stamp,
         "card": ceilings["card"],
@@ -194,16 +202,22 @@ def main(argv: list[str] | None = None) -> int:
             "completions_per_gpu": args.per_device,
             "completion_len": args.completion_len,
             "prompt_len": args.prompt_len,
-            "accelerate": args.accelerate,
+            "accelerate": args.accelerate if args.gpus > 1 else None,
         },  # fmt: skip
         "ceilings": ceilings,
         "floor": floor,
         "versions": _versions(),
         "command": "open-grpo bench " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "rows": rows,
+        "rows": [],
     }
-    path = out_dir / f"{stamp}-{card}{'' if args.gpus == 1 else f'-x{args.gpus}'}.json"
-    path.write_text(json.dumps(result, indent=1))
+    for i, name in enumerate(names):
+        row = run_row(name, model, args, work / f"{stamp}-{i}-{name}.json")
+        if "error" not in row:
+            row["floor_s"] = floor["floor_s"]
+        result["rows"].append(row)
+        path.write_text(json.dumps(result, indent=1))  # after every row: a host call cut short keeps what ran
+    rows = result["rows"]
+    base = next((r for r in rows if r["name"] == "trl-default"), None)
     plot(rows, path.with_suffix(".png"), f"GRPO step on {ceilings['card']} x{args.gpus} ({args.shape})")
     print(table(rows, base))
     print(f"[bench] wrote {path} and {path.with_suffix('.png')}")
