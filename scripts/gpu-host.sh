@@ -23,11 +23,12 @@ case "$what" in
     ;;
   bench)
     rows=$(IFS=,; echo "$*")
+    touch /tmp/bench-start  # $OUT takes 8 files: copy only what this run wrote, not the committed results
     # BENCH_ARGS: more options, e.g. "--gpus 2 --accelerate zero3"
     # shellcheck disable=SC2086
     open-grpo bench --rows "${rows:-trl-default,open_grpo}" --steps "${BENCH_STEPS:-4}" --warmup "${BENCH_WARMUP:-2}" \
       ${BENCH_ARGS:-} 2>&1 | tee -a "$OUT/bench.log"
-    cp bench/results/*.json bench/results/*.png "$OUT"/ 2>/dev/null
+    find bench/results -newer /tmp/bench-start -type f \( -name '*.json' -o -name '*.png' \) -exec cp {} "$OUT"/ \;
     tar czf "$OUT/bench-logs.tgz" -C /tmp/open-grpo-bench . 2>/dev/null
     ;;
   validate)

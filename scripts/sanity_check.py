@@ -263,7 +263,8 @@ def merge(results: list[dict]) -> dict:
     out["settings"]["commands"] = []
     for r in results:
         out["settings"]["layouts"].update(r["settings"]["layouts"])
-        out["settings"]["commands"].append(r["settings"].get("command"))
+        # an input may itself be a merge (its calls' commands) or one call's result (its command)
+        out["settings"]["commands"] += r["settings"].get("commands") or [r["settings"].get("command")]
         out["runs"] += r["runs"]
         for key in ("curves", "timing"):
             for layout, seeds in r[key].items():

@@ -96,6 +96,9 @@ def test_results_of_two_host_calls_merge(tmp_path):
     merged = sanity_check.merge([a, b])
     assert merged["curves"] == {"tp1": {"0": [0.6, 0.7], "1": [0.6, 0.8]}, "tp2": {"0": [0.6, 0.7]}}
     assert merged["settings"]["commands"] == ["c", "c"]
+    # a merged file merges again (a later host call adds a layout): every call's command is kept
+    again = sanity_check.merge([merged, _result({"server": {"0": [0.6, 0.9]}})])
+    assert again["settings"]["commands"] == ["c", "c", "c"] and set(again["curves"]) == {"tp1", "tp2", "server"}
     pa, pb = tmp_path / "a.json", tmp_path / "b.json"
     pa.write_text(json.dumps(a))
     pb.write_text(json.dumps(b))

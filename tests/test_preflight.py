@@ -75,6 +75,7 @@ def test_all_problems_listed_together(seed):
 def test_warnings(seed):
     assert any("TP 2 on a model that fits" in w for w in _plan(seed, vllm_tensor_parallel_size=2).warnings)
     assert any("ZeRO-3" in w for w in _plan(seed).warnings)
+    assert not any("ZeRO-3" in w for w in _plan(seed, zero=2).warnings)
 
 
 def test_cli_exit_codes(capsys):

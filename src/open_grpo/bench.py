@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if "trl-default" not in names:
         names.insert(0, "trl-default")  # every ratio comes from one file, one card, one host session
-    # a row may repeat (e.g. trl-default first and last, to size the host's noise); ratios use the first
+    # a row may repeat (e.g. trl-default first and last, to size the host's noise); ratios use the first that ran
     import torch
 
     if not torch.cuda.is_available():
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         result["rows"].append(row)
         path.write_text(json.dumps(result, indent=1))  # after every row: a host call cut short keeps what ran
     rows = result["rows"]
-    base = next((r for r in rows if r["name"] == "trl-default"), None)
+    base = next((r for r in rows if r["name"] == "trl-default" and "error" not in r), None)  # first that ran
     plot(rows, path.with_suffix(".png"), f"GRPO step on {ceilings['card']} x{args.gpus} ({args.shape})")
     print(table(rows, base))
     print(f"[bench] wrote {path} and {path.with_suffix('.png')}")
