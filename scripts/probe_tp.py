@@ -32,7 +32,7 @@ def main():
     import torch
     import torch.distributed as dist
 
-    from open_grpo import vllm_allreduce
+    from open_grpo.engine import allreduce as vllm_allreduce
 
     if args.fusion == "vllm" and os.environ.get("TORCH_SYMM_MEM_DISABLE_MULTICAST") != "1":
         # vLLM's default would build NVLink multicast objects where the host allows them: shared hosts forbid that

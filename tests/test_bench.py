@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from open_grpo.bench import floor_seconds, run_logged, table
-from open_grpo.bench_row import main as bench_row
-from open_grpo.bench_rows import OPEN_GRPO, ROWS
+from open_grpo.bench.driver import floor_seconds, run_logged, table
+from open_grpo.bench.variants import OPEN_GRPO, ROWS
+from open_grpo.bench.worker import main as bench_row
 from open_grpo.models import resolve_model
 from open_grpo.preflight import model_facts
 

@@ -57,7 +57,7 @@ def test_per_node_commands(fake_slurm, nodes, tp):
     recipe = ROOT / "recipes" / "qwen-math-1.5b.yaml"
     for rank, line in enumerate(launches):
         assert line == (
-            f"node {rank}: accelerate launch --config_file accelerate_configs/zero3.yaml --num_machines {nodes} "
+            f"node {rank}: accelerate launch --config_file {ROOT / 'accelerate_configs' / 'zero3.yaml'} --num_machines {nodes} "
             f"--num_processes {8 * nodes} --machine_rank {rank} --main_process_ip gpu01 --main_process_port 30277 "
             "--deepspeed_multinode_launcher standard --rdzv_backend static --same_network "
             f"-m open_grpo.train --config {recipe} --vllm_tensor_parallel_size {tp} --max_steps 5"

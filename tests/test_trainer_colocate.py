@@ -5,8 +5,8 @@ import json
 
 import pytest
 
+from open_grpo.engine.colocated import engine_kwargs_applied
 from open_grpo.train import main
-from open_grpo.trainer import engine_kwargs_applied
 
 from . import fake_vllm
 

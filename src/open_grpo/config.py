@@ -23,7 +23,8 @@ from typing import Any
 
 import yaml
 
-from .vllm_allreduce import CHOICES as ALLREDUCE_CHOICES
+from . import shipped
+from .engine.allreduce import CHOICES as ALLREDUCE_CHOICES
 
 GENERATOR_PREFIX = "reasoning-gym:"
 
@@ -100,7 +101,7 @@ class ScriptArguments:
         metadata={
             "help": "TP > 1, colocate: vLLM's fused all-reduce + RMSNorm. 'auto': off where NVLink multicast is off or "
             "missing (vLLM 0.26 crashes there otherwise), vLLM's choice elsewhere; 'off'; 'trtllm' (FlashInfer's IPC "
-            "backend); 'vllm' (no change). See open_grpo/vllm_allreduce.py."
+            "backend); 'vllm' (no change). See open_grpo/engine/allreduce.py."
         },
     )
 
@@ -141,20 +142,8 @@ def dataclass_types() -> tuple[type, type, type]:
 # --------------------------------------------------------------------------------------------------- finding recipes
 
 
-def recipe_dirs() -> list[Path]:
-    """Where recipes are looked up by name: $OPEN_GRPO_RECIPES, ./recipes, then the checkout this package is in."""
-    dirs = [Path(p) for p in os.environ.get("OPEN_GRPO_RECIPES", "").split(os.pathsep) if p]
-    dirs += [Path.cwd() / "recipes", Path(__file__).resolve().parents[2] / "recipes"]
-    seen, unique = set(), []
-    for d in dirs:
-        if d.is_dir() and d.resolve() not in seen:
-            seen.add(d.resolve())
-            unique.append(d)
-    return unique
-
-
 def available_recipes() -> list[str]:
-    return sorted({p.stem for d in recipe_dirs() for p in d.glob("*.yaml")})
+    return shipped.names(shipped.RECIPES)
 
 
 def resolve_recipe(recipe: str | os.PathLike) -> Path:
@@ -164,13 +153,10 @@ def resolve_recipe(recipe: str | os.PathLike) -> Path:
         if not path.is_file():
             raise RecipeError(f"recipe file {str(path)!r} not found")
         return path
-    for d in recipe_dirs():
-        if (d / f"{recipe}.yaml").is_file():
-            return d / f"{recipe}.yaml"
-    names = available_recipes()
-    close = difflib.get_close_matches(str(recipe), names, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise RecipeError(f"unknown recipe {str(recipe)!r}.{hint} Available: {', '.join(names) or '(none found)'}")
+    found = shipped.find(shipped.RECIPES, str(recipe))
+    if found is None:
+        raise RecipeError(shipped.unknown_name(shipped.RECIPES, str(recipe)))
+    return found
 
 
 # ----------------------------------------------------------------------------------------------------- type checks

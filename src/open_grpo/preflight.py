@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +30,23 @@ KNOWN_MODELS = {
                                  tie_word_embeddings=False),
 }  # fmt: skip
 
+DEFAULT_GPU_MEM_GIB = 80.0  # planning offline with no GPU visible: an 80 GB card (A100/H100), the common case
 ZERO_STAGE = {"zero3": 3, "zero2": 2, "zero1": 1, "ddp": 0, "single_gpu": 0, "cpu": 0}
+
+
+def card_memory_gib() -> tuple[float, str]:
+    """(memory of this machine's first GPU in GiB, where that number comes from). Asks nvidia-smi, so no CUDA context
+    is created; with no GPU visible, the documented default and a note saying so."""
+    if shutil.which("nvidia-smi"):
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+        )
+        if out.returncode == 0 and out.stdout.strip():
+            name, mib = out.stdout.splitlines()[0].rsplit(",", 1)
+            return float(mib) / 1024, f"this machine's {name.strip()}"
+    return DEFAULT_GPU_MEM_GIB, f"no GPU visible: planned for a {DEFAULT_GPU_MEM_GIB:g} GiB card (set --gpu-mem-gib)"
 
 
 @dataclass
@@ -73,6 +91,14 @@ def model_facts(name: str) -> ModelFacts:
     if name in KNOWN_MODELS:
         return ModelFacts(**KNOWN_MODELS[name])
     raise KeyError(f"no facts for model {name!r}: give a local path with config.json (or add it to KNOWN_MODELS)")
+
+
+class PlanFailed(Exception):
+    """The plan for a layout has errors (a failed check, exit 1): one line per problem."""
+
+    def __init__(self, problems: list[str], where: str):
+        self.problems = problems
+        super().__init__(f"{where}: {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 @dataclass
@@ -205,29 +231,6 @@ def plan(
                 "5.2 vs 4.0 s/step, docs/PERFORMANCE.md); ACCELERATE=zero2"
             )
     return p
-
-
-def check_command(args, overrides: list[str]) -> int:
-    from .config import load_recipe
-
-    recipe = load_recipe(args.recipe, overrides, for_planning=True)
-    facts = model_facts(recipe.model.model_name_or_path)
-    if args.accelerate not in ZERO_STAGE:
-        print(f"open-grpo check: unknown accelerate config {args.accelerate!r}; known: {', '.join(ZERO_STAGE)}")
-        return 2
-    result = plan(
-        recipe.training,
-        recipe.script.max_prompt_tokens,
-        facts,
-        gpus_per_node=args.gpus_per_node,
-        nodes=args.nodes,
-        gpu_mem_gib=args.gpu_mem_gib,
-        zero_stage=ZERO_STAGE[args.accelerate],
-    )
-    print(f"recipe {recipe.path}  ({args.accelerate})")
-    print(result.render())
-    print("OK" if not result.errors else f"{len(result.errors)} problem(s)")
-    return 1 if result.errors else 0
 
 
 def runtime_plan(training, max_prompt_tokens: int | None, model_path: str) -> Plan | None:

@@ -1,22 +1,16 @@
 """How the colocated vLLM engine all-reduces when tensor parallelism is on (`vllm_tensor_parallel_size > 1`).
 
-Why this exists: vLLM 0.26 compiles, for TP > 1 on Hopper/Blackwell, a fused all-reduce + RMSNorm
-(`pass_config.fuse_allreduce_rms`, on by default) whose FlashInfer backend defaults to `mnnvl` on a single node
-(vLLM PR #47219). `mnnvl` needs NVLink multicast. FlashInfer 0.6.14 allocates its workspace through PyTorch's
-symmetric memory, which hands out no multicast mapping where multicast is off (`TORCH_SYMM_MEM_DISABLE_MULTICAST=1`,
-as clusters that disable NVLS set) or missing (NVLink bridges, no fabric manager): the workspace is built anyway,
-and its first use, vLLM's memory-profiling forward, goes through the null multicast address: the "illegal memory
-access, then CUBLAS_STATUS_INTERNAL_ERROR in cublasCreate" seen at TP=2 (on our 2x H200 host: a hang at the same
-point), with or without custom all-reduce, and never with `enforce_eager` (no compiled passes). vLLM checks the
-workspace after 0.26 (PR #49043).
+For TP > 1 on Hopper/Blackwell, vLLM 0.26 compiles a fused all-reduce + RMSNorm (`pass_config.fuse_allreduce_rms`)
+whose FlashInfer backend on one node is `mnnvl`, which needs NVLink multicast. Where multicast is off
+(`TORCH_SYMM_MEM_DISABLE_MULTICAST=1`, `NCCL_NVLS_ENABLE=0`, as many clusters set) or missing, that backend's first
+use crashes with an illegal memory access (or hangs) in vLLM's memory-profiling forward.
 
 `vllm_allreduce_fusion` picks what to do:
-- `auto` (default): where NVLink multicast is off or missing, `off`; elsewhere leave vLLM's choice alone;
-- `off`: no fused all-reduce (vLLM's custom all-reduce or NCCL, then RMSNorm): what vLLM itself does after its fix;
-- `trtllm`: keep the fusion on FlashInfer's IPC backend (`VLLM_FLASHINFER_ALLREDUCE_BACKEND=trtllm`, one node);
+- `auto` (default): `off` where NVLink multicast is off or missing; elsewhere vLLM's own choice;
+- `off`: no fused all-reduce (vLLM's custom all-reduce or NCCL, then RMSNorm);
+- `trtllm`: keep the fusion on FlashInfer's IPC backend (`VLLM_FLASHINFER_ALLREDUCE_BACKEND=trtllm`, one node only);
 - `vllm`: change nothing.
-docs/PERFORMANCE.md has the TP=1/TP=2 generation times behind the default (`off`: 1.34x TP=1's time per GPU
-workload on 2x H200, `trtllm`: 1.83x).
+docs/PERFORMANCE.md has the TP=1/TP=2 generation times behind the default.
 """
 
 from __future__ import annotations

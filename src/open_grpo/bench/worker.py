@@ -1,8 +1,8 @@
 """One row of `open-grpo bench`, in its own process: build the trainer the row describes, train warm-up + timed
 steps on the benchmark workload, and write the per-step phase times to a JSON file.
 
-    python -m open_grpo.bench_row --row trl-default --model PATH --out row.json [--steps 5 --warmup 2]
-    accelerate launch --num_processes 2 --config_file accelerate_configs/zero2.yaml -m open_grpo.bench_row ...
+    python -m open_grpo.bench.worker --row trl-default --model PATH --out row.json [--steps 5 --warmup 2]
+    accelerate launch --num_processes 2 --config_file accelerate_configs/zero2.yaml -m open_grpo.bench.worker ...
 """
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ def main(argv: list[str] | None = None) -> None:
     from transformers import AutoTokenizer
     from trl import GRPOConfig
 
-    from .bench_rows import ROWS
-    from .rewards.registry import build_rewards, parse_reward_specs
-    from .trainer import OpenGRPOTrainer
+    from ..rewards.registry import build_rewards, parse_reward_specs
+    from ..trainer import OpenGRPOTrainer
+    from .variants import ROWS
 
     row = dict(ROWS[args.row])
     kind = row.pop("trainer")

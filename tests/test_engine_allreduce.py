@@ -1,9 +1,15 @@
-"""The tensor-parallel all-reduce setting of the colocated engine (vllm_allreduce.py): when it changes vLLM's
+"""The tensor-parallel all-reduce setting of the colocated engine (engine/allreduce.py): when it changes vLLM's
 defaults, how, and that a user's own choice always wins."""
 
 import pytest
 
-from open_grpo.vllm_allreduce import BACKEND_ENV, allreduce_settings, apply, merge_engine_kwargs, multicast_unavailable
+from open_grpo.engine.allreduce import (
+    BACKEND_ENV,
+    allreduce_settings,
+    apply,
+    merge_engine_kwargs,
+    multicast_unavailable,
+)
 
 OFF = {"compilation_config": {"pass_config": {"fuse_allreduce_rms": False}}}
 

@@ -13,7 +13,6 @@ Writes bench/results/<UTC time>-<card>.json (other shapes: bench/results/other/)
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -24,7 +23,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .bench_rows import ROWS
+from ..shipped import accelerate_config
+from .variants import ROWS
 
 
 def measure_ceilings() -> dict:
@@ -80,10 +80,10 @@ def run_logged(cmd: list[str], log: Path, timeout_s: float) -> int | str:
 
 
 def run_row(name: str, model: str, args, out: Path) -> dict | None:
-    cmd = [sys.executable, "-m", "open_grpo.bench_row"]
+    cmd = [sys.executable, "-m", "open_grpo.bench.worker"]
     if args.gpus > 1:
         cmd = ["accelerate", "launch", "--num_processes", str(args.gpus), "--config_file",
-               f"accelerate_configs/{args.accelerate}.yaml", "-m", "open_grpo.bench_row"]  # fmt: skip
+               str(accelerate_config(args.accelerate)), "-m", "open_grpo.bench.worker"]  # fmt: skip
     cmd += ["--row", name, "--model", model, "--out", str(out), "--steps", str(args.steps),
             "--warmup", str(args.warmup), "--completion-len", str(args.completion_len),
             "--prompt-len", str(args.prompt_len), "--per-device", str(args.per_device)]  # fmt: skip
@@ -144,10 +144,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="open-grpo bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def add_arguments(p) -> None:
     p.add_argument("--rows", default="trl-default,open_grpo", help=f"comma-separated, from: {', '.join(ROWS)}")
     p.add_argument("--shape", default="1.5b", help="random:<shape> model (0.5b, 1.5b, 7b)")
     p.add_argument("--gpus", type=int, default=1)
@@ -159,7 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prompt-len", type=int, default=512)
     p.add_argument("--row-timeout", type=int, default=900)
     p.add_argument("--out", default="bench/results")
-    args = p.parse_args(argv)
+
+
+def run(args, argv: list[str]) -> int:
+    """`open-grpo bench ...` (`argv`: the command line as given, recorded in the results)."""
 
     names = [n.strip() for n in args.rows.split(",") if n.strip()]
     unknown = [n for n in names if n not in ROWS]
@@ -175,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         print("open-grpo bench needs a CUDA GPU (see docs/PERFORMANCE.md for measured results)", file=sys.stderr)
         return 2
 
-    from .models import resolve_model
-    from .preflight import model_facts
+    from ..models import resolve_model
+    from ..preflight import model_facts
 
     seed_shape = (args.shape, args.per_device, args.completion_len, args.prompt_len) == ("1.5b", 16, 1024, 512)
     ceilings = measure_ceilings()
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         "ceilings": ceilings,
         "floor": floor,
         "versions": _versions(),
-        "command": "open-grpo bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "open-grpo bench " + " ".join(argv),
         "rows": [],
     }
     for i, name in enumerate(names):
@@ -234,7 +234,3 @@ def _versions() -> dict:
         except PackageNotFoundError:
             out[pkg] = None
     return out
-
-
-if __name__ == "__main__":
-    sys.exit(main())

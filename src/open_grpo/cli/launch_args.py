@@ -1,0 +1,51 @@
+"""Everything a multi-node job script needs, derived in Python: `open-grpo launch-args`.
+
+    open-grpo launch-args RECIPE --nodes 2 --gpus-per-node 8 [--tp 2] [--accelerate zero3] \
+        --main-host node01 [--job-id 1234] [-- extra trainer args]
+
+Runs the preflight checks of `open-grpo check` for this layout and prints shell assignments (OG_*) for
+`slurm/train.sbatch` to `eval`. A layout that does not fit exits 1 with the reasons on stderr.
+"""
+
+import os
+import shlex
+import sys
+
+NAME = "launch-args"
+HELP = "shell assignments for a job script (slurm/train.sbatch): layout, port, launch command"
+CHECK_FAILED = 1
+
+
+def add_arguments(p) -> None:
+    p.add_argument("recipe", help="a recipe name (open-grpo recipes) or a path to a recipe YAML")
+    p.add_argument("--nodes", type=int, default=int(os.environ.get("SLURM_JOB_NUM_NODES", 1)))
+    p.add_argument("--gpus-per-node", type=int, default=8)
+    p.add_argument("--tp", type=int, default=None, help="vllm_tensor_parallel_size (default: the recipe's)")
+    p.add_argument("--accelerate", default="zero3", help="accelerate config name")
+    p.add_argument("--main-host", default="127.0.0.1")
+    p.add_argument("--job-id", type=int, default=int(os.environ.get("SLURM_JOB_ID", 0)))
+    p.add_argument("--gpu-mem-gib", type=float, default=None, help="card memory (default: this machine's, else 80)")
+
+
+def run(args, extra: list[str]) -> int:
+    from ..launch import launch_args
+    from ..preflight import PlanFailed
+
+    try:
+        values = launch_args(
+            args.recipe,
+            args.nodes,
+            args.gpus_per_node,
+            args.accelerate,
+            args.main_host,
+            args.tp,
+            args.job_id,
+            extra,
+            args.gpu_mem_gib,
+        )
+    except PlanFailed as e:
+        print(f"open-grpo launch-args: {e}", file=sys.stderr)
+        return CHECK_FAILED
+    for key, value in values.items():
+        print(f"{key}={shlex.quote(value)}")
+    return 0

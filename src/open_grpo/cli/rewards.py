@@ -1,0 +1,22 @@
+"""Every reward registered through the `open_grpo.rewards` entry points: source, parameters, description."""
+
+NAME = "rewards"
+HELP = "list registered rewards"
+
+
+def add_arguments(p) -> None:
+    pass
+
+
+def run(args, rest: list[str]) -> int:
+    from ..rewards.registry import RewardSpecError, load_reward, reward_names
+
+    for name in reward_names():
+        try:
+            info = load_reward(name)
+        except RewardSpecError as e:
+            print(f"{name}\n    ERROR: {e}")
+            continue
+        params = ", ".join(f"{k}={v!r}" for k, v in info.params.items()) or "-"
+        print(f"{name}  [{info.distribution}: {info.target}]\n    {info.doc}\n    parameters: {params}")
+    return 0

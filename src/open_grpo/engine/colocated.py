@@ -1,0 +1,110 @@
+"""TRL 1.16's colocated vLLM engine (`trl.generation.vllm_generation.VLLMGeneration`), reached into where TRL offers no
+option: extra `vllm.LLM` arguments, weights pushed in chunks, the settings the engine really runs with, and TRL's
+prompt sampler re-seeded per epoch so a resumed run sees the prompts an uninterrupted one would."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import logging
+import os
+
+from trl.trainer.utils import RepeatSampler
+
+from .allreduce import BACKEND_ENV
+
+logger = logging.getLogger(__name__)
+
+GENERATION_MODULE = "trl.generation.vllm_generation"  # where TRL builds its colocated `LLM`
+
+
+@contextlib.contextmanager
+def engine_kwargs_applied(engine_kwargs: dict | None):
+    """While TRL builds its colocated `vllm.LLM`, merge `engine_kwargs` over the arguments TRL passes."""
+    module = importlib.import_module(GENERATION_MODULE)
+    original = getattr(module, "LLM", None)
+    if not engine_kwargs or original is None:
+        yield
+        return
+
+    @functools.wraps(original)
+    def llm_with_engine_kwargs(*args, **kwargs):
+        overridden = {k: (kwargs.get(k), v) for k, v in engine_kwargs.items() if k in kwargs}
+        if overridden:
+            logger.info("vllm_engine_kwargs override TRL's engine arguments: %s", overridden)
+        return original(*args, **{**kwargs, **engine_kwargs})
+
+    module.LLM = llm_with_engine_kwargs
+    try:
+        yield
+    finally:
+        module.LLM = original
+
+
+def batched_sync_weights(gen, chunk_bytes: int) -> None:
+    """Push the policy's weights into the colocated engine in chunks of `chunk_bytes`, one `load_weights` call per
+    chunk instead of TRL's one call per parameter (each call walks vLLM's whole module tree)."""
+    load_weights = gen.llm.llm_engine.model_executor.driver_worker.model_runner.model.load_weights
+    zero3 = gen._dist.is_zero3
+    chunk, size = [], 0
+    for name, tensor in gen._iter_named_params():
+        # Under ZeRO-3 the gathered tensor is released when the iterator moves on: keep a copy until it is loaded.
+        chunk.append((name, tensor.clone() if zero3 else tensor))
+        size += tensor.numel() * tensor.element_size()
+        if size >= chunk_bytes:
+            load_weights(chunk)
+            chunk, size = [], 0
+    if chunk:
+        load_weights(chunk)
+    gen.llm.reset_prefix_cache()
+
+
+def use_batched_sync(gen, chunk_mib: int, model) -> bool:
+    """Replace TRL's per-parameter weight sync by `batched_sync_weights` where it applies (colocate, no sleep mode,
+    no FSDP, no PEFT adapter: those keep TRL's own path). Returns whether it did."""
+    applies = chunk_mib > 0 and gen.mode == "colocate" and not gen.enable_sleep_mode
+    if not applies or gen._dist.is_fsdp or hasattr(model, "peft_config"):
+        return False
+    gen.sync_weights = functools.partial(batched_sync_weights, gen, chunk_mib << 20)
+    return True
+
+
+def engine_settings(llm) -> dict | None:
+    """The settings a colocated `vllm.LLM` really runs with (None for an engine double or a vLLM whose config moved)."""
+    try:
+        config = llm.llm_engine.vllm_config
+        return {
+            "max_num_seqs": config.scheduler_config.max_num_seqs,
+            "max_num_batched_tokens": config.scheduler_config.max_num_batched_tokens,
+            "async_scheduling": config.scheduler_config.async_scheduling,
+            "max_model_len": config.model_config.max_model_len,
+            "enforce_eager": config.model_config.enforce_eager,
+            "gpu_memory_utilization": config.cache_config.gpu_memory_utilization,
+            "enable_prefix_caching": config.cache_config.enable_prefix_caching,
+            "kv_cache_dtype": config.cache_config.cache_dtype,
+            "tensor_parallel_size": config.parallel_config.tensor_parallel_size,
+            "disable_custom_all_reduce": config.parallel_config.disable_custom_all_reduce,
+            "fuse_allreduce_rms": config.compilation_config.pass_config.fuse_allreduce_rms,
+            "flashinfer_allreduce_backend": os.environ.get(BACKEND_ENV, "auto"),
+        }
+    except AttributeError as e:
+        logger.warning("could not read the vLLM engine's config: %s", e)
+        return None
+
+
+class EpochSeededRepeatSampler(RepeatSampler):
+    """TRL's `RepeatSampler`, shuffled from `seed + epoch` (the Trainer calls `set_epoch`) instead of one generator
+    carried across epochs: a run resumed in a later epoch then sees the same prompts, in the same order, as an
+    uninterrupted one. Epoch 0's order is TRL's."""
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.shuffle and self.seed is not None:
+            self.generator.manual_seed(self.seed + epoch)
+
+
+def epoch_seeded(sampler):
+    """TRL's sampler, same state, plus `set_epoch`."""
+    if isinstance(sampler, RepeatSampler):
+        sampler.__class__ = EpochSeededRepeatSampler
+    return sampler
