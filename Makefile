@@ -1,5 +1,6 @@
 # open_grpo. Quickstart on a fresh clone: `make demo`, then `make test`.
 #   make train RECIPE=qwen-math-1.5b [ACCELERATE=zero3] [NUM_GPUS=n] [ARGS="--key value"]
+#   RECIPE is a name under recipes/ or a path to a recipe YAML.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -8,6 +9,8 @@ ACCELERATE ?= zero3
 ARGS ?=
 VENV ?= .venv
 PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+RECIPE_FILE = $(if $(wildcard $(RECIPE)),$(RECIPE),recipes/$(RECIPE).yaml)
 # CPU builds here and in CI; on GPU machines install the `gpu` extra instead (see README).
 TORCH_CPU ?= torch==2.13.0
 GPUS_FOUND = $(shell nvidia-smi -L 2>/dev/null | grep -c '^GPU')
@@ -45,17 +48,21 @@ format: env
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-train:
+# train/check/bench use the GPU install in $(VENV) (README: "On GPUs"); they never build a CPU one.
+$(BIN)/open-grpo:
+	@echo "No $(BIN)/open-grpo: install first (GPU: python -m venv $(VENV) && $(BIN)/pip install -e '.[gpu]')"; exit 2
+
+train: $(BIN)/open-grpo
 	@if [ "$(NUM_GPUS)" = "0" ] || [ -z "$(NUM_GPUS)" ]; then \
 	  echo "No GPU found (NUM_GPUS=0). On a CPU-only machine run 'make demo'; or set NUM_GPUS=n."; exit 1; fi
-	open-grpo check $(RECIPE) --gpus-per-node $(NUM_GPUS) --accelerate $(ACCELERATE)
-	accelerate launch --config_file accelerate_configs/$(ACCELERATE).yaml --num_processes $(NUM_GPUS) -m open_grpo.train --config recipes/$(RECIPE).yaml $(ARGS)
+	$(BIN)/open-grpo check "$(RECIPE_FILE)" --gpus-per-node $(NUM_GPUS) --accelerate $(ACCELERATE) $(ARGS)
+	$(BIN)/accelerate launch --config_file accelerate_configs/$(ACCELERATE).yaml --num_processes $(NUM_GPUS) -m open_grpo.train --config "$(RECIPE_FILE)" $(ARGS)
 
-check:
-	open-grpo check $(RECIPE) $(if $(NUM_GPUS),--gpus-per-node $(NUM_GPUS)) --accelerate $(ACCELERATE)
+check: $(BIN)/open-grpo
+	$(BIN)/open-grpo check "$(RECIPE_FILE)" $(if $(NUM_GPUS),--gpus-per-node $(NUM_GPUS)) --accelerate $(ACCELERATE) $(ARGS)
 
-bench:
-	open-grpo bench $(ARGS)
+bench: $(BIN)/open-grpo
+	$(BIN)/open-grpo bench $(ARGS)
 
 clean:
 	rm -rf outputs .pytest_cache .ruff_cache

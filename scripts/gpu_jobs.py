@@ -1,7 +1,7 @@
-"""Run shell jobs side by side on the GPUs of one host, each on as many GPUs as it asks for.
+"""Run shell jobs side by side on the GPUs of one machine, each on as many GPUs as it asks for.
 
-A GPU-host call is limited to minutes, so independent runs (seeds, layouts, probes) share the host's GPUs: a job
-starts as soon as enough GPUs are free, in list order, with CUDA_VISIBLE_DEVICES set to its own; each job gets free
+Independent runs (seeds, layouts, probes) share the machine's GPUs, so a validation finishes in the time of its
+longest jobs rather than their sum: a job starts as soon as enough GPUs are free, in list order, with CUDA_VISIBLE_DEVICES set to its own; each job gets free
 ports ({port}, {port2} in its command) and its own log. Jobs that outlive their timeout, or the overall deadline,
 are killed with their whole process group and reported as such.
 

@@ -1,9 +1,9 @@
 """Where does colocated generation time go? One vLLM engine built as TRL 1.16 builds it (colocate, external
 launcher, logprobs_mode=processed_logprobs, max_num_batched_tokens=4096, max_num_seqs=16), timed on the seed
-workload (16 sequences x 1024 tokens) under sampling variants. GPU host only:
+workload (16 sequences x 1024 tokens) under sampling variants. Needs a GPU:
 
     python3 scripts/probe_generation.py MODEL_PATH [engine_kwargs_json]
-    OPEN_GRPO_PROFILE=$OUT/generate.json python3 scripts/probe_generation.py MODEL_PATH   # + torch.profiler
+    OPEN_GRPO_PROFILE=DIR/generate.json python3 scripts/probe_generation.py MODEL_PATH   # + torch.profiler
 
 With OPEN_GRPO_PROFILE set, one TRL-style generate of 256 tokens also runs under torch.profiler: the GPU-busy time
 (CUDA kernels) against the wall time per decode step, and the top CPU and CUDA ops, printed and saved as JSON: the

@@ -1,7 +1,7 @@
 """Colocated generation at TP = 1, 2, 4: one vLLM engine per rank, built as TRL 1.16 builds it in colocate mode
 (external launcher, one seed per TP group, max_num_batched_tokens=4096, processed logprobs), with open_grpo's
-all-reduce setting applied as the trainer applies it. Each rank holds the seed shape's 16 prompts per GPU; the TP
-group generates all of its ranks' prompts (16 x TP sequences of 1024 tokens), as TRL gathers them. GPU host only:
+all-reduce setting applied as the trainer applies it. Each rank holds the bench shape's 16 prompts per GPU; the TP
+group generates all of its ranks' prompts (16 x TP sequences of 1024 tokens), as TRL gathers them. Needs TP GPUs:
 
     torchrun --nproc-per-node 2 scripts/probe_tp.py MODEL OUT.jsonl LABEL [--fusion auto|off|trtllm|vllm]
         [--engine '{"disable_custom_all_reduce": true}']
@@ -35,7 +35,7 @@ def main():
     from open_grpo.engine import allreduce as vllm_allreduce
 
     if args.fusion == "vllm" and os.environ.get("TORCH_SYMM_MEM_DISABLE_MULTICAST") != "1":
-        # vLLM's default would build NVLink multicast objects where the host allows them: shared hosts forbid that
+        # vLLM's default would build NVLink multicast objects where the machine allows them: shared machines forbid that
         sys.exit("probe_tp: --fusion vllm only with TORCH_SYMM_MEM_DISABLE_MULTICAST=1 (no multicast objects)")
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     torch.cuda.set_device(local_rank)

@@ -17,7 +17,7 @@ the recipe takes 2e-5). TRL applies the same temperature to the training log-pro
 
     python3 scripts/sanity_check.py run --model PATH --out DIR [--layouts tp1,tp2,dp2,server] [--seeds 0,1]
     python3 scripts/sanity_check.py report A/sanity.json B/sanity.json --out docs/sanity/sanity.json \\
-        --png docs/sanity/reward_curves.png      # several host calls' runs, merged
+        --png docs/sanity/reward_curves.png      # runs made in several calls, merged
 
 `run` writes DIR/sanity.json (every run's reward per step, settings, exit codes) and the plot. Layouts agree when
 each one's mean curve (over seeds, 5-step moving average) lies within the seed spread of the reference layout
@@ -256,7 +256,7 @@ def run(args) -> int:
 
 
 def merge(results: list[dict]) -> dict:
-    """Results of several host calls (layouts split between them) as one."""
+    """Results of several calls (layouts split between them) as one."""
     out = {"card": results[0].get("card"), "settings": dict(results[0]["settings"]), "runs": [], "curves": {},
            "timing": {}}  # fmt: skip
     out["settings"]["layouts"] = {}
@@ -298,7 +298,7 @@ def main(argv=None) -> int:
     r.add_argument("--deadline", type=float, default=520)
     r.add_argument("--job-timeout", type=float, default=420)
     g = sub.add_parser("report")
-    g.add_argument("json", nargs="+", help="sanity.json of one or more host calls")
+    g.add_argument("json", nargs="+", help="sanity.json of one or more calls")
     g.add_argument("--out", required=True, help="the merged JSON")
     g.add_argument("--png", required=True)
     args = p.parse_args(argv)

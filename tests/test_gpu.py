@@ -1,4 +1,4 @@
-"""GPU tests (marked `gpu`, skipped without CUDA and vLLM): run on a GPU host with `pytest -m gpu`.
+"""GPU tests (marked `gpu`, skipped without CUDA and vLLM): run on a GPU machine with `pytest -m gpu`.
 
 A few colocated GRPO steps on a small random-weight Qwen2 (Qwen2.5-0.5B shape) through `open_grpo.train`, and the
 recipe's `vllm_engine_kwargs` reaching the real engine.
@@ -23,7 +23,7 @@ def test_colocated_steps_and_engine_kwargs(write_recipe, tmp_path):
     from open_grpo.models import resolve_model
     from open_grpo.train import main
 
-    data = tmp_path / "train.jsonl"  # local data: GPU hosts have no reasoning-gym
+    data = tmp_path / "train.jsonl"  # local data: no reasoning-gym needed
     data.write_text(
         "\n".join(json.dumps({"problem": f"What is {i} + {i}?", "solution": str(2 * i)}) for i in range(64))
     )

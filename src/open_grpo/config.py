@@ -78,7 +78,7 @@ class ScriptArguments:
     )
     reward_funcs: list[str] | None = field(
         default=None,
-        metadata={"help": "Seed-config form of `rewards`: names only, weights from `reward_weights`."},
+        metadata={"help": "TRL's form of `rewards`: names only, weights from `reward_weights`."},
     )
     vllm_engine_kwargs: dict | str | None = field(
         default=None,

@@ -5,7 +5,7 @@ Nothing here downloads. The tokenizer is Qwen2.5's byte-level BPE (the ranks shi
 and a Qwen2.5-style chat template: "Hello world" -> [9707, 1879], as with `Qwen/Qwen2.5-*`.
 
     python -m open_grpo.tiny outputs/tiny-qwen2            # tiny model (demo, tests)
-    python -m open_grpo.tiny outputs/qwen2.5-1.5b-random --shape 1.5b   # Qwen2.5-1.5B shape, random bf16 weights (GPU host)
+    python -m open_grpo.tiny outputs/qwen2.5-1.5b-random --shape 1.5b   # Qwen2.5-1.5B shape, random bf16 weights (GPU)
 """
 
 from __future__ import annotations

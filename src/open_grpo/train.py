@@ -120,16 +120,18 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
     return result
 
 
+USAGE = "usage: python -m open_grpo.train --config RECIPE [--key value ...]"
+
+
 def cli(argv: list[str] | None = None) -> int:
     """`python -m open_grpo.train --config RECIPE [--key value ...]` (the form `accelerate launch -m` uses)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "--config" not in argv:
-        print("usage: python -m open_grpo.train --config RECIPE [--key value ...]", file=sys.stderr)
+    i = argv.index("--config") if "--config" in argv else -1
+    if i < 0 or i + 1 >= len(argv) or argv[i + 1].startswith("--"):
+        print(f"{USAGE}\n(--config needs a recipe name or path)", file=sys.stderr)
         return 2
-    i = argv.index("--config")
-    recipe = argv[i + 1]
     try:
-        main(recipe, argv[:i] + argv[i + 2 :])
+        main(argv[i + 1], argv[:i] + argv[i + 2 :])
     except RecipeError as e:
         print(f"open-grpo: {e}", file=sys.stderr)
         return 2

@@ -115,7 +115,7 @@ class RewardSpec:
 
 
 def parse_reward_specs(rewards, reward_funcs=None, reward_weights=None) -> list[RewardSpec]:
-    """The recipe's `rewards` (or the seed form `reward_funcs` + `reward_weights`) -> checked `RewardSpec`s."""
+    """The recipe's `rewards` (or TRL's form `reward_funcs` + `reward_weights`) -> checked `RewardSpec`s."""
     problems: list[str] = []
     if rewards and reward_funcs:
         raise RewardSpecError(["give either 'rewards' or 'reward_funcs' (+ 'reward_weights'), not both"])

@@ -1,7 +1,9 @@
-"""One GPU-host call of the colocation validation (docs/GPU-HOST.md): the tensor-parallel probe and/or sanity-check
-runs, packed side by side on the host's GPUs so that a few minutes of host time cover them.
+"""Validate colocation on the GPUs of one machine: the tensor-parallel probe and/or the sanity-check runs, side by
+side on the GPUs (scripts/gpu_jobs.py), everything killed at --deadline seconds.
 
-    python3 scripts/gpu_validation.py --model PATH --out DIR --tp-probe --sanity tp1-s0,tp1-s1 --deadline 540
+    python3 -m open_grpo.tiny outputs/random-1.5b --shape 1.5b          # a random-weight 1.5B model, once
+    python3 scripts/validate_colocation.py --model outputs/random-1.5b --out DIR --tp-probe --gpus 0,1,2,3
+    python3 scripts/validate_colocation.py --model outputs/random-1.5b --out DIR --sanity tp1-s0,tp1-s1,tp2-s0,dp2-s0
 
 TP probe (scripts/probe_tp.py, one torchrun per setting): TP=1; TP=2 with open_grpo's setting (`auto`), with
 FlashInfer's trtllm backend, and with vLLM 0.26's own default (expected to crash or hang where multicast is off: it

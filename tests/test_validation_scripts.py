@@ -1,4 +1,4 @@
-"""The GPU-host drivers' logic, on this machine: job packing on GPUs (scripts/gpu_jobs.py) and the sanity check's
+"""The GPU validation drivers' logic, on this machine: job packing on GPUs (scripts/gpu_jobs.py) and the sanity check's
 recipes, commands and verdict (scripts/sanity_check.py). What they run needs a GPU; how they run it does not."""
 
 import json
@@ -63,7 +63,7 @@ def test_sanity_runs_share_the_global_batch_and_differ_only_in_layout(tmp_path):
     assert by["tp2-s0"].gpus == 2 and by["tp1-s0"].gpus == 1 and by["server-s0"].gpus == 2
     # the commands survive gpu_jobs' port filling, and the server runs on the second GPU, training on the first
     server = by["server-s0"].command.format(port=1, port2=2, port3=3, gpus="0,1")
-    # `python3 -m`: a bundle installed with pip --target can lack TRL's `trl` console script (seen on the GPU host)
+    # `python3 -m`: an install made with pip --target can lack TRL's `trl` console script
     assert "trl.scripts.vllm_serve --model $MODEL --port 2" in server and "--vllm_group_port 3" in server
     assert "cut -d, -f2) python3 -m trl.scripts.vllm_serve" in server and "cut -d, -f1) accelerate launch" in server
     tp2 = by["tp2-s0"].command.format(port=1, port2=2, port3=3, gpus="0,1")
@@ -90,13 +90,13 @@ def test_agreement_within_the_seed_spread_and_not_outside_it():
     assert sanity_check.agreement({"tp2": curves["tp2"]}) == {}  # no reference, no verdict
 
 
-def test_results_of_two_host_calls_merge(tmp_path):
+def test_results_of_two_calls_merge(tmp_path):
     a = _result({"tp1": {"0": [0.6, 0.7]}})
     b = _result({"tp1": {"1": [0.6, 0.8]}, "tp2": {"0": [0.6, 0.7]}})
     merged = sanity_check.merge([a, b])
     assert merged["curves"] == {"tp1": {"0": [0.6, 0.7], "1": [0.6, 0.8]}, "tp2": {"0": [0.6, 0.7]}}
     assert merged["settings"]["commands"] == ["c", "c"]
-    # a merged file merges again (a later host call adds a layout): every call's command is kept
+    # a merged file merges again (a later call adds a layout): every call's command is kept
     again = sanity_check.merge([merged, _result({"server": {"0": [0.6, 0.9]}})])
     assert again["settings"]["commands"] == ["c", "c", "c"] and set(again["curves"]) == {"tp1", "tp2", "server"}
     pa, pb = tmp_path / "a.json", tmp_path / "b.json"

@@ -1,0 +1,71 @@
+"""The `open-grpo` command: one tree in --help, one exit-code policy, `python -m` forms equal to the console one."""
+
+import subprocess
+import sys
+
+import pytest
+
+from open_grpo.cli import COMMANDS, main
+
+from .conftest import ROOT
+
+
+def test_every_subcommand_is_in_help(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("train", "check", "launch-args", "bench", "rewards", "recipes"):
+        assert name in out
+    assert len(COMMANDS) == 6
+
+
+def test_python_m_cli_is_the_console_command():
+    console = ROOT / ".venv" / "bin" / "open-grpo"
+    if not console.exists():
+        pytest.skip("no console script in .venv")
+    via_m = subprocess.run([sys.executable, "-m", "open_grpo.cli", "--help"], capture_output=True, text=True)
+    via_script = subprocess.run([str(console), "--help"], capture_output=True, text=True)
+    assert via_m.returncode == via_script.returncode == 0
+    assert via_m.stdout.replace("__main__.py", "open-grpo") == via_script.stdout
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["check", "no-such-recipe"],
+        ["train", "no-such-recipe"],
+        ["launch-args", "no-such-recipe", "--nodes", "2"],
+        ["check", "demo", "--per_device_train_batch_size", "abc"],
+    ],
+)
+def test_configuration_errors_exit_2_with_the_message_on_stderr(argv, capsys):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "open-grpo" in captured.err
+    if "no-such-recipe" in argv:
+        assert "unknown recipe 'no-such-recipe'" in captured.err and "Available:" in captured.err
+
+
+def test_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["no-such-command"])
+    assert e.value.code == 2
+    assert main(["bench", "--no-such-flag"]) == 2
+
+
+def test_a_failed_check_exits_1(capsys):
+    # a KV cache of 1% of a 16 GiB card cannot hold one generation batch
+    argv = ["qwen-math-1.5b", "--gpu-mem-gib", "16", "--vllm_gpu_memory_utilization", "0.01"]
+    assert main(["check", *argv]) == 1
+    assert "problem(s)" in capsys.readouterr().out
+    assert main(["launch-args", *argv]) == 1
+    assert "problem(s)" in capsys.readouterr().err
+
+
+def test_train_module_without_a_config_value_is_a_usage_error(capsys):
+    from open_grpo.train import cli
+
+    assert cli(["--config"]) == 2
+    assert cli(["--max_steps", "3"]) == 2
+    assert "--config needs a recipe" in capsys.readouterr().err
