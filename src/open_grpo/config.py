@@ -25,6 +25,7 @@ import yaml
 
 from . import shipped
 from .engine.allreduce import CHOICES as ALLREDUCE_CHOICES
+from .rewards.registry import RewardSpecError, parse_reward_specs
 
 GENERATOR_PREFIX = "reasoning-gym:"
 
@@ -290,8 +291,6 @@ def load_recipe(
 
 def validate(script: ScriptArguments, training, model) -> list[str]:
     """Cross-field checks that need no model, data or GPU."""
-    from .rewards.registry import RewardSpecError, parse_reward_specs
-
     problems = []
     if not script.dataset_name:
         problems.append("'dataset_name' is required: a hub id, a local path, or 'reasoning-gym:<task>'")

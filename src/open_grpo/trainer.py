@@ -26,8 +26,10 @@ import torch
 from trl import GRPOTrainer
 
 from .checkpoints import mark_complete
+from .config import RecipeError
 from .engine import allreduce, colocated
 from .preemption import StopRequest
+from .preflight import runtime_plan
 from .telemetry import StepTelemetry
 
 logger = logging.getLogger(__name__)
@@ -84,9 +86,6 @@ class OpenGRPOTrainer(GRPOTrainer):
     @staticmethod
     def _preflight(training_args, max_prompt_tokens, model_path) -> None:
         """`open-grpo check` on the real world size and cards, before vLLM or the model is built."""
-        from .config import RecipeError
-        from .preflight import runtime_plan
-
         result = runtime_plan(training_args, max_prompt_tokens, model_path)
         if result is None:
             return

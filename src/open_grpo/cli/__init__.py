@@ -9,6 +9,9 @@
 
 Exit codes: 0 done; 1 a check failed (the plan does not fit, a layout is refused); 2 a configuration, data or usage
 error, with the message on stderr. `python -m open_grpo.cli ...` is the same command.
+
+Each subcommand imports what it runs (torch, TRL, vLLM) inside `run`: `open-grpo --help` and `open-grpo recipes`
+answer in a second.
 """
 
 from __future__ import annotations
