@@ -118,6 +118,14 @@ class ScriptArguments:
         },
     )
 
+    completions_log_max_per_step: int | None = field(
+        default=256,
+        metadata={
+            "help": "With 'log_completions: true': at most this many completions per logged step in "
+            "<output_dir>/completions.jsonl (the first ones, whole prompt groups). null writes them all."
+        },
+    )
+
     def __post_init__(self):
         # From the command line these arrive as JSON strings.
         if isinstance(self.rewards, str):
@@ -295,6 +303,9 @@ def validate(script: ScriptArguments, training, model) -> list[str]:
     problems = []
     if not script.dataset_name:
         problems.append("'dataset_name' is required: a hub id, a local path, or 'reasoning-gym:<task>'")
+    cap = script.completions_log_max_per_step
+    if cap is not None and cap < 1:
+        problems.append(f"'completions_log_max_per_step' must be >= 1 (or null: no cap), got {cap}")
     if not model.model_name_or_path:
         problems.append("'model_name_or_path' is required")
     if training.trust_remote_code and model.model_revision in (None, "main"):
