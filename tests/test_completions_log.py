@@ -66,9 +66,11 @@ def test_resume_drops_rows_past_the_checkpoint(tmp_path):
 
 @pytest.mark.slow
 def test_training_run_writes_every_completion(write_recipe, tmp_path):
+    data = tmp_path / "words.jsonl"
+    data.write_text("".join(json.dumps({"problem": f"Say word {i}.", "solution": f"w{i}"}) + "\n" for i in range(16)))
     recipe = write_recipe(
         {
-            "dataset_size": 16,
+            "datasets": [{"name": "reasoning-gym:basic_arithmetic", "size": 16}, {"name": str(data)}],
             "log_completions": True,
             "completions_log_max_per_step": None,
             "num_completions_to_print": 1,
@@ -77,7 +79,8 @@ def test_training_run_writes_every_completion(write_recipe, tmp_path):
             "num_generations": 4,
             "max_completion_length": 8,
             "save_final_model": False,
-        }
+        },
+        drop=["dataset_name", "dataset_size"],
     )
     main(str(recipe))
     out = tmp_path / "out"

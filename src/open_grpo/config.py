@@ -51,6 +51,21 @@ class ScriptArguments:
             "folder of .jsonl/.json/.parquet/.csv files, or an offline generator 'reasoning-gym:<task>'."
         },
     )
+    datasets: list[dict] | str | None = field(
+        default=None,
+        metadata={
+            "help": "A mixture instead of 'dataset_name': [{name, weight, split, size, config, prompt_column, "
+            "solution_column, system_prompt}, ...], mixed by weight (open_grpo/mixture.py). Keys an entry leaves out "
+            "take the top-level value."
+        },
+    )
+    mixture_stopping_strategy: str = field(
+        default="first_exhausted",
+        metadata={
+            "help": "When a 'datasets' mixture ends (datasets.interleave_datasets): 'first_exhausted' (no row twice), "
+            "'all_exhausted' (smaller sources repeat until every row is used), 'all_exhausted_without_replacement'."
+        },
+    )
     dataset_config: str | None = field(default=None, metadata={"help": "Dataset configuration (hub datasets only)."})
     dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
     dataset_size: int = field(
@@ -130,6 +145,8 @@ class ScriptArguments:
         # From the command line these arrive as JSON strings.
         if isinstance(self.rewards, str):
             self.rewards = _json_arg("rewards", self.rewards)
+        if isinstance(self.datasets, str):
+            self.datasets = _json_arg("datasets", self.datasets)
         if isinstance(self.vllm_engine_kwargs, str):
             self.vllm_engine_kwargs = _json_arg("vllm_engine_kwargs", self.vllm_engine_kwargs)
 
@@ -298,11 +315,14 @@ def load_recipe(
 
 def validate(script: ScriptArguments, training, model) -> list[str]:
     """Cross-field checks that need no model, data or GPU."""
+    from .mixture import check_mixture
     from .rewards.registry import RewardSpecError, parse_reward_specs
 
-    problems = []
-    if not script.dataset_name:
-        problems.append("'dataset_name' is required: a hub id, a local path, or 'reasoning-gym:<task>'")
+    problems = check_mixture(script)
+    if not script.dataset_name and not script.datasets:
+        problems.append(
+            "'dataset_name' is required: a hub id, a local path, or 'reasoning-gym:<task>' (or a 'datasets' mixture)"
+        )
     cap = script.completions_log_max_per_step
     if cap is not None and cap < 1:
         problems.append(f"'completions_log_max_per_step' must be >= 1 (or null: no cap), got {cap}")
