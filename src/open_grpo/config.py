@@ -141,6 +141,21 @@ class ScriptArguments:
         },
     )
 
+    dynamic_sampling: bool = field(
+        default=False,
+        metadata={
+            "help": "DAPO's dynamic sampling: drop prompt groups whose completions all got the same reward and refill "
+            "the batch with fresh prompts (open_grpo/dynamic_sampling.py)."
+        },
+    )
+    dynamic_sampling_max_rounds: int = field(
+        default=3,
+        metadata={
+            "help": "Dynamic sampling: refill rounds per generation batch at most; then the batch is completed with "
+            "zero-variance groups (advantage 0)."
+        },
+    )
+
     def __post_init__(self):
         # From the command line these arrive as JSON strings.
         if isinstance(self.rewards, str):
@@ -315,10 +330,11 @@ def load_recipe(
 
 def validate(script: ScriptArguments, training, model) -> list[str]:
     """Cross-field checks that need no model, data or GPU."""
+    from .dynamic_sampling import check_config as check_dynamic_sampling
     from .mixture import check_mixture
     from .rewards.registry import RewardSpecError, parse_reward_specs
 
-    problems = check_mixture(script)
+    problems = check_mixture(script) + check_dynamic_sampling(script, training)
     if not script.dataset_name and not script.datasets:
         problems.append(
             "'dataset_name' is required: a hub id, a local path, or 'reasoning-gym:<task>' (or a 'datasets' mixture)"

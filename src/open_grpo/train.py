@@ -93,6 +93,8 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
         vllm_sync_chunk_mib=script.vllm_sync_chunk_mib,
         vllm_allreduce_fusion=script.vllm_allreduce_fusion,
         completions_log_max_per_step=script.completions_log_max_per_step,
+        dynamic_sampling=script.dynamic_sampling,
+        dynamic_sampling_max_rounds=script.dynamic_sampling_max_rounds,
     )
 
     if trainer.pop_callback(ProgressCallback) is not None:

@@ -12,7 +12,8 @@ What it adds, and nothing else:
   with `on_error: raise` fails on any of them;
 - checkpoints marked complete only once every rank has written them (checkpoints.py), and a clean stop on
   SIGUSR1 or a stop file: save at the step boundary, then `preempted` is set (preemption.py);
-- with `log_completions`, `<output_dir>/completions.jsonl` (completions_log.py).
+- with `log_completions`, `<output_dir>/completions.jsonl` (completions_log.py);
+- with `dynamic_sampling`, zero-variance groups dropped and the batch refilled (dynamic_sampling.py).
 Every reach into TRL's or vLLM's internals goes through `open_grpo.engine`.
 """
 
@@ -28,6 +29,7 @@ from trl import GRPOTrainer
 
 from .checkpoints import mark_complete
 from .completions_log import CompletionsLog
+from .dynamic_sampling import DynamicSampler
 from .engine import allreduce, colocated, gathered
 from .preemption import StopRequest
 from .telemetry import StepTelemetry
@@ -46,6 +48,8 @@ class OpenGRPOTrainer(GRPOTrainer):
         vllm_sync_chunk_mib: int = 0,
         vllm_allreduce_fusion: str = "auto",
         completions_log_max_per_step: int | None = None,
+        dynamic_sampling: bool = False,
+        dynamic_sampling_max_rounds: int = 3,
         **kwargs,
     ):
         training_args = kwargs["args"]
@@ -72,6 +76,9 @@ class OpenGRPOTrainer(GRPOTrainer):
             self.completions_log = CompletionsLog(self.args.output_dir, completions_log_max_per_step,
                                                   self.reward_weights.tolist(), self.accelerator.is_main_process)  # fmt: skip
             self.add_callback(self.completions_log)
+        self.dynamic_sampler = None
+        if dynamic_sampling:
+            self.dynamic_sampler = DynamicSampler(self.num_generations, dynamic_sampling_max_rounds, self.args.seed)
         if self.use_vllm:
             gen = self.vllm_generation
             colocated.use_batched_sync(gen, vllm_sync_chunk_mib, self.model)
@@ -113,7 +120,12 @@ class OpenGRPOTrainer(GRPOTrainer):
         start = time.perf_counter()
         self._in_scoring = True
         try:
-            return self._generate_and_score_once(inputs)
+            if self.dynamic_sampler is None or not self.model.training:
+                return self._generate_and_score_once(inputs)
+            output, metrics = self.dynamic_sampler.fill(self, inputs, self._generate_and_score_once)
+            for name, value in metrics.items():
+                self._metrics["train"][name].append(value)
+            return output
         finally:
             self._in_scoring = False
             self.telemetry.phases.seconds["generate_and_score"] += time.perf_counter() - start
