@@ -52,6 +52,21 @@ class ScriptArguments:
             "folder of .jsonl/.json/.parquet/.csv files, or an offline generator 'reasoning-gym:<task>'."
         },
     )
+    datasets: list[dict] | str | None = field(
+        default=None,
+        metadata={
+            "help": "A mixture instead of 'dataset_name': [{name, weight, split, size, config, prompt_column, "
+            "solution_column, system_prompt}, ...], mixed by weight (open_grpo/mixture.py). Keys an entry leaves out "
+            "take the top-level value."
+        },
+    )
+    mixture_stopping_strategy: str = field(
+        default="first_exhausted",
+        metadata={
+            "help": "When a 'datasets' mixture ends (datasets.interleave_datasets): 'first_exhausted' (no row twice), "
+            "'all_exhausted' (smaller sources repeat until every row is used), 'all_exhausted_without_replacement'."
+        },
+    )
     dataset_config: str | None = field(default=None, metadata={"help": "Dataset configuration (hub datasets only)."})
     dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
     dataset_size: int = field(
@@ -119,10 +134,35 @@ class ScriptArguments:
         },
     )
 
+    completions_log_max_per_step: int | None = field(
+        default=256,
+        metadata={
+            "help": "With 'log_completions: true': at most this many completions per logged step in "
+            "<output_dir>/completions.jsonl (the first ones, whole prompt groups). null writes them all."
+        },
+    )
+
+    dynamic_sampling: bool = field(
+        default=False,
+        metadata={
+            "help": "DAPO's dynamic sampling: drop prompt groups whose completions all got the same reward and refill "
+            "the batch with fresh prompts (open_grpo/dynamic_sampling.py)."
+        },
+    )
+    dynamic_sampling_max_rounds: int = field(
+        default=3,
+        metadata={
+            "help": "Dynamic sampling: refill rounds per generation batch at most; then the batch is completed with "
+            "zero-variance groups (advantage 0)."
+        },
+    )
+
     def __post_init__(self):
         # From the command line these arrive as JSON strings.
         if isinstance(self.rewards, str):
             self.rewards = _json_arg("rewards", self.rewards)
+        if isinstance(self.datasets, str):
+            self.datasets = _json_arg("datasets", self.datasets)
         if isinstance(self.vllm_engine_kwargs, str):
             self.vllm_engine_kwargs = _json_arg("vllm_engine_kwargs", self.vllm_engine_kwargs)
 
@@ -291,9 +331,17 @@ def load_recipe(
 
 def validate(script: ScriptArguments, training, model) -> list[str]:
     """Cross-field checks that need no model, data or GPU."""
-    problems = []
-    if not script.dataset_name:
-        problems.append("'dataset_name' is required: a hub id, a local path, or 'reasoning-gym:<task>'")
+    from .dynamic_sampling import check_config as check_dynamic_sampling
+    from .mixture import check_mixture
+
+    problems = check_mixture(script) + check_dynamic_sampling(script, training)
+    if not script.dataset_name and not script.datasets:
+        problems.append(
+            "'dataset_name' is required: a hub id, a local path, or 'reasoning-gym:<task>' (or a 'datasets' mixture)"
+        )
+    cap = script.completions_log_max_per_step
+    if cap is not None and cap < 1:
+        problems.append(f"'completions_log_max_per_step' must be >= 1 (or null: no cap), got {cap}")
     if not model.model_name_or_path:
         problems.append("'model_name_or_path' is required")
     if training.trust_remote_code and model.model_revision in (None, "main"):

@@ -53,6 +53,7 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
 
     from .data import load_prompts
     from .metrics import CompactProgress, MetricsFile, format_summary, plot_rewards, read_metrics, summary
+    from .mixture import load_mixture
     from .rewards.registry import build_rewards, parse_reward_specs
     from .trainer import OpenGRPOTrainer
 
@@ -68,7 +69,8 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(
         model_path, revision=model_args.model_revision, trust_remote_code=training.trust_remote_code
     )
-    dataset = load_prompts(script, tokenizer, seed=training.seed)
+    load = load_mixture if script.datasets else load_prompts  # `datasets:` mixes several sources
+    dataset = load(script, tokenizer, seed=training.seed)
 
     # Model: TRL loads it from the path with these arguments (and hands the same path to vLLM).
     training.model_init_kwargs = {
@@ -90,6 +92,9 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
         max_prompt_tokens=script.max_prompt_tokens,
         vllm_sync_chunk_mib=script.vllm_sync_chunk_mib,
         vllm_allreduce_fusion=script.vllm_allreduce_fusion,
+        completions_log_max_per_step=script.completions_log_max_per_step,
+        dynamic_sampling=script.dynamic_sampling,
+        dynamic_sampling_max_rounds=script.dynamic_sampling_max_rounds,
     )
 
     if trainer.pop_callback(ProgressCallback) is not None:

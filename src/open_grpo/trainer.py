@@ -11,7 +11,9 @@ What it adds, and nothing else:
 - reward health (`rewards/<name>/errors`, `/timeouts`, `/none_frac`), and all ranks stopping together when a reward
   with `on_error: raise` fails on any of them;
 - checkpoints marked complete only once every rank has written them (checkpoints.py), and a clean stop on
-  SIGUSR1 or a stop file: save at the step boundary, then `preempted` is set (preemption.py).
+  SIGUSR1 or a stop file: save at the step boundary, then `preempted` is set (preemption.py);
+- with `log_completions`, `<output_dir>/completions.jsonl` (completions_log.py);
+- with `dynamic_sampling`, zero-variance groups dropped and the batch refilled (dynamic_sampling.py).
 Every reach into TRL's or vLLM's internals goes through `open_grpo.engine`.
 """
 
@@ -26,8 +28,10 @@ import torch
 from trl import GRPOTrainer
 
 from .checkpoints import mark_complete
+from .completions_log import CompletionsLog
 from .config import RecipeError
-from .engine import allreduce, colocated
+from .dynamic_sampling import DynamicSampler
+from .engine import allreduce, colocated, gathered
 from .preemption import StopRequest
 from .preflight import runtime_plan
 from .telemetry import StepTelemetry
@@ -45,6 +49,9 @@ class OpenGRPOTrainer(GRPOTrainer):
         max_prompt_tokens: int | None = None,
         vllm_sync_chunk_mib: int = 0,
         vllm_allreduce_fusion: str = "auto",
+        completions_log_max_per_step: int | None = None,
+        dynamic_sampling: bool = False,
+        dynamic_sampling_max_rounds: int = 3,
         **kwargs,
     ):
         training_args = kwargs["args"]
@@ -66,6 +73,14 @@ class OpenGRPOTrainer(GRPOTrainer):
         self._in_scoring = False
         num_params = sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for p in self.model.parameters())
         self.telemetry = StepTelemetry(num_params)
+        self.completions_log = None
+        if self.log_completions:
+            self.completions_log = CompletionsLog(self.args.output_dir, completions_log_max_per_step,
+                                                  self.reward_weights.tolist(), self.accelerator.is_main_process)  # fmt: skip
+            self.add_callback(self.completions_log)
+        self.dynamic_sampler = None
+        if dynamic_sampling:
+            self.dynamic_sampler = DynamicSampler(self.num_generations, dynamic_sampling_max_rounds, self.args.seed)
         if self.use_vllm:
             gen = self.vllm_generation
             colocated.use_batched_sync(gen, vllm_sync_chunk_mib, self.model)
@@ -104,10 +119,22 @@ class OpenGRPOTrainer(GRPOTrainer):
         start = time.perf_counter()
         self._in_scoring = True
         try:
-            output = super()._generate_and_score_completions(inputs)
+            if self.dynamic_sampler is None or not self.model.training:
+                return self._generate_and_score_once(inputs)
+            output, metrics = self.dynamic_sampler.fill(self, inputs, self._generate_and_score_once)
+            for name, value in metrics.items():
+                self._metrics["train"][name].append(value)
+            return output
         finally:
             self._in_scoring = False
             self.telemetry.phases.seconds["generate_and_score"] += time.perf_counter() - start
+
+    def _generate_and_score_once(self, inputs):
+        """TRL's generation and scoring of `inputs`, counted for telemetry and kept for completions.jsonl."""
+        output = super()._generate_and_score_completions(inputs)
+        if self.completions_log is not None and self.model.training:  # made for the step that is about to end
+            rows = gathered.latest_rows(self, len(inputs) * self.accelerator.num_processes)
+            self.completions_log.capture(rows, step=self.state.global_step + 1)
         self.telemetry.count(
             completion_tokens=int(output["completion_mask"].sum().item()),
             completions=output["completion_mask"].shape[0],
@@ -125,11 +152,13 @@ class OpenGRPOTrainer(GRPOTrainer):
             return super()._get_per_token_logps_and_entropies(*args, **kwargs)
         return self.telemetry.phases.wrap("logprobs", super()._get_per_token_logps_and_entropies)(*args, **kwargs)
 
-    def _calculate_rewards(self, *args, **kwargs):
+    def _calculate_rewards(self, inputs, *args, **kwargs):
+        if self.completions_log is not None and "solution" in inputs[0]:  # gathered by TRL with the completions
+            gathered.add_column(self, "solution", [x["solution"] for x in inputs])
         start = time.perf_counter()
         error = None
         try:
-            result = super()._calculate_rewards(*args, **kwargs)
+            result = super()._calculate_rewards(inputs, *args, **kwargs)
         except Exception as e:  # on_error: raise
             error = e
         self.telemetry.phases.seconds["rewards"] += time.perf_counter() - start
@@ -170,6 +199,11 @@ class OpenGRPOTrainer(GRPOTrainer):
             if hasattr(reward, "pop_stats"):
                 for name, value in reward.pop_stats().items():
                     self._metrics["train"][name].append(value)
+
+    def log(self, logs, start_time=None):
+        super().log(logs, start_time)
+        if self.completions_log is not None:
+            self.completions_log.flush(self.state.global_step)
 
     def _maybe_log_save_evaluate(self, *args, **kwargs):
         # Called once per optimizer step: the step boundary.
