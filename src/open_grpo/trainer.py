@@ -11,7 +11,8 @@ What it adds, and nothing else:
 - reward health (`rewards/<name>/errors`, `/timeouts`, `/none_frac`), and all ranks stopping together when a reward
   with `on_error: raise` fails on any of them;
 - checkpoints marked complete only once every rank has written them (checkpoints.py), and a clean stop on
-  SIGUSR1 or a stop file: save at the step boundary, then `preempted` is set (preemption.py).
+  SIGUSR1 or a stop file: save at the step boundary, then `preempted` is set (preemption.py);
+- evaluation (TRL's) kept out of the training steps' telemetry, with pass@k and reward health (evaluation.py).
 Every reach into TRL's or vLLM's internals goes through `open_grpo.engine`.
 """
 
@@ -27,6 +28,7 @@ from trl import GRPOTrainer
 
 from .checkpoints import mark_complete
 from .engine import allreduce, colocated
+from .evaluation import EvalRewards
 from .preemption import StopRequest
 from .telemetry import StepTelemetry
 
@@ -49,7 +51,8 @@ class OpenGRPOTrainer(GRPOTrainer):
         if training_args.use_vllm and training_args.vllm_max_model_length is None and max_prompt_tokens:
             training_args.vllm_max_model_length = max_prompt_tokens + training_args.max_completion_length
         if training_args.use_vllm and isinstance(kwargs.get("model"), str):
-            self._preflight(training_args, max_prompt_tokens, kwargs["model"])
+            self._preflight(training_args, max_prompt_tokens, kwargs["model"], kwargs.get("peft_config"),
+                            kwargs.get("quantization_config"))  # fmt: skip
         self.vllm_engine_kwargs = dict(vllm_engine_kwargs or {})
         if training_args.use_vllm and training_args.vllm_mode == "colocate":
             self.vllm_engine_kwargs, why = allreduce.apply(
@@ -62,6 +65,7 @@ class OpenGRPOTrainer(GRPOTrainer):
         self.stop_request = StopRequest()
         self.preempted = False
         self._in_scoring = False
+        self.eval_rewards = EvalRewards()
         num_params = sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for p in self.model.parameters())
         self.telemetry = StepTelemetry(num_params)
         if self.use_vllm:
@@ -82,12 +86,12 @@ class OpenGRPOTrainer(GRPOTrainer):
             logger.info("colocated vLLM engine: %s", engine)
 
     @staticmethod
-    def _preflight(training_args, max_prompt_tokens, model_path) -> None:
+    def _preflight(training_args, max_prompt_tokens, model_path, peft_config=None, quantization_config=None) -> None:
         """`open-grpo check` on the real world size and cards, before vLLM or the model is built."""
         from .config import RecipeError
         from .preflight import runtime_plan
 
-        result = runtime_plan(training_args, max_prompt_tokens, model_path)
+        result = runtime_plan(training_args, max_prompt_tokens, model_path, peft_config, quantization_config)
         if result is None:
             return
         if training_args.process_index == 0:
@@ -140,7 +144,24 @@ class OpenGRPOTrainer(GRPOTrainer):
                 raise RuntimeError("a reward raised on another rank (on_error: raise): stopping every rank")
         if error is not None:
             raise error
+        if not self.model.training:  # an evaluation batch: every rank holds every rank's rewards
+            self.eval_rewards.add(result)
         return result
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                        metric_key_prefix="eval"):  # fmt: skip
+        """TRL's evaluation, left out of the next training step's telemetry, plus pass@k and reward health."""
+        self.eval_rewards = EvalRewards()
+        with self.telemetry.paused():
+            output = super().evaluation_loop(
+                dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix
+            )
+        metrics = self.eval_rewards.pop_metrics(self.reward_func_names, self.num_generations_eval)
+        for reward in self.reward_funcs:
+            if hasattr(reward, "pop_stats"):
+                metrics.update(reward.pop_stats())
+        output.metrics.update({f"{metric_key_prefix}_{name}": value for name, value in metrics.items()})
+        return output
 
     # ------------------------------------------------------------------------------------ step boundary, logging
 
