@@ -50,6 +50,22 @@ def test_pass_at_k_metrics_on_hand_made_groups():
         pass_at_k_metrics(rows[:6], ["acc", "graded", "sparse"], k=4)
 
 
+def test_eval_rewards_leave_out_the_padding_of_the_last_batch():
+    """Across ranks the last eval batch is topped up with repeats of the first prompts: only the real ones count."""
+    import torch
+
+    from open_grpo.evaluation import EvalRewards
+
+    collected = EvalRewards()
+    collected.add(torch.tensor([[1.0], [0.0], [0.0], [0.0]]))  # k=2: prompt 1 (one correct), prompt 2 (none)
+    collected.add(torch.tensor([[0.0], [0.0], [1.0], [0.0]]))  # prompt 3 (none), prompt 1 again: the padding
+    assert collected.pop_metrics(["acc"], k=2, num_prompts=3) == {
+        "rewards/acc/pass@1": 1 / 6,
+        "rewards/acc/pass@2": 1 / 3,
+    }
+    assert collected.rows == []
+
+
 def test_eval_keys_checked(write_recipe):
     cases = [
         ({"eval_strategy": "steps"}, "'eval_dataset_name' is not set"),
@@ -66,12 +82,11 @@ def test_eval_keys_checked(write_recipe):
     assert ok.script.eval_dataset_size == 4 and ok.training.num_generations_eval == 4
 
 
+@pytest.mark.slow
 def test_eval_prompts_through_the_training_loader(write_recipe, tmp_path):
-    from transformers import AutoTokenizer
+    from open_grpo.tiny import qwen_tokenizer
 
-    from open_grpo.models import resolve_model
-
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model("random:tiny"))
+    tokenizer = qwen_tokenizer()
     generated = load_recipe(write_recipe(EVAL)).script
     prompts = load_eval_prompts(generated, tokenizer, seed=42)
     assert len(prompts) == 4 and prompts[0]["prompt"][0]["role"] == "system"

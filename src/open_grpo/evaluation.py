@@ -129,8 +129,11 @@ class EvalRewards:
     def add(self, rewards_per_func) -> None:
         self.rows.extend(rewards_per_func.detach().float().cpu().tolist())
 
-    def pop_metrics(self, names: Sequence[str], k: int) -> dict[str, float]:
+    def pop_metrics(self, names: Sequence[str], k: int, num_prompts: int | None = None) -> dict[str, float]:
+        """pass@k over what was collected; with `num_prompts`, over its first `num_prompts * k` completions (across
+        several ranks the last eval batch is topped up with repeats of the first prompts, gathered last)."""
         rows, self.rows = self.rows, []
+        rows = rows if num_prompts is None else rows[: num_prompts * k]
         return pass_at_k_metrics(rows, names, k) if rows else {}
 
 

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sized
 
 import torch
 from trl import GRPOTrainer
@@ -156,7 +157,8 @@ class OpenGRPOTrainer(GRPOTrainer):
             output = super().evaluation_loop(
                 dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix
             )
-        metrics = self.eval_rewards.pop_metrics(self.reward_func_names, self.num_generations_eval)
+        num_prompts = len(dataloader.dataset) if isinstance(dataloader.dataset, Sized) else None
+        metrics = self.eval_rewards.pop_metrics(self.reward_func_names, self.num_generations_eval, num_prompts)
         for reward in self.reward_funcs:
             if hasattr(reward, "pop_stats"):
                 metrics.update(reward.pop_stats())
