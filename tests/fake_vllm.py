@@ -16,6 +16,7 @@ class FakeLLM:
     def __init__(self, **kwargs):
         self.kwargs = kwargs
         self.loaded: list[str] = []
+        self.weights: dict = {}  # name -> a copy of the last tensor pushed under that name
         self.load_calls = 0
         self.generate_calls: list[list[list[int]]] = []
         self.calls: list[str] = []
@@ -27,7 +28,10 @@ class FakeLLM:
 
     def _load_weights(self, weights):
         self.load_calls += 1
+        weights = list(weights)
         self.loaded.extend(name for name, _ in weights)
+        # a copy: TRL merges a LoRA adapter into the weights in place and unmerges it right after the push
+        self.weights.update((name, tensor.detach().clone()) for name, tensor in weights)
 
     def generate(self, prompts, sampling_params=None, use_tqdm=False):
         self.generate_calls.append([p["prompt_token_ids"] for p in prompts])

@@ -1,7 +1,8 @@
 """GPU tests (marked `gpu`, skipped without CUDA and vLLM): run on a GPU machine with `pytest -m gpu`.
 
 A few colocated GRPO steps on a small random-weight Qwen2 (Qwen2.5-0.5B shape) through `open_grpo.train`, and the
-recipe's `vllm_engine_kwargs` reaching the real engine.
+recipe's `vllm_engine_kwargs` reaching the real engine; LoRA merged into the weights the engine gets, evaluation
+through the engine; QLoRA (where bitsandbytes is installed).
 """
 
 import importlib.util
@@ -59,3 +60,76 @@ def test_colocated_steps_and_engine_kwargs(write_recipe, tmp_path):
     before = load_file(f"{resolve_model('random:0.5b')}/model.safetensors")
     after = load_file(out / "model.safetensors")
     assert any(not torch.equal(before[k], after[k]) for k in before if k in after)
+
+
+def _gpu_recipe(write_recipe, tmp_path, **changes):
+    data = tmp_path / "train.jsonl"
+    data.write_text(
+        "\n".join(json.dumps({"problem": f"What is {i} + {i}?", "solution": str(2 * i)}) for i in range(64))
+    )
+    return write_recipe(
+        {
+            "dataset_name": str(data),
+            "model_name_or_path": "random:0.5b",
+            "dtype": "bfloat16",
+            "use_cpu": False,
+            "bf16": True,
+            "use_vllm": True,
+            "vllm_mode": "colocate",
+            "vllm_gpu_memory_utilization": 0.25,
+            "max_completion_length": 32,
+            "max_steps": 3,
+            **changes,
+        }
+    )
+
+
+def test_colocated_lora_merges_into_engine_and_evaluates(monkeypatch, write_recipe, tmp_path):
+    """LoRA on the colocated path: TRL merges the adapter into the weights it pushes to the real engine (checked on
+    one layer against the checkpointed adapter), rewards and eval rows are logged, the adapter is saved."""
+    from safetensors.torch import load_file
+
+    from open_grpo.models import resolve_model
+    from open_grpo.train import main
+    from open_grpo.trainer import OpenGRPOTrainer
+
+    trainers = []
+    train = OpenGRPOTrainer.train
+    monkeypatch.setattr(OpenGRPOTrainer, "train", lambda self, *a, **k: trainers.append(self) or train(self, *a, **k))
+    recipe = _gpu_recipe(
+        write_recipe, tmp_path, use_peft=True, lora_r=16,
+        lora_alpha=32, lora_target_modules="all-linear", learning_rate=1.0e-2, save_strategy="steps", save_steps=1,
+        eval_dataset_name=str(tmp_path / "train.jsonl"), eval_dataset_size=8, eval_on_start=True,
+        num_generations_eval=4, per_device_eval_batch_size=8,
+    )  # fmt: skip
+    main(str(recipe))
+    out = tmp_path / "out"
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "reward" in r]
+    assert len(steps) == 3 and all(r["time/weight_sync"] > 0 and r["reward"] is not None for r in steps)
+    assert [r["step"] for r in rows if "eval/reward" in r] == [0]
+    assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
+
+    # the last push (before step 3's generation) carries the adapter after step 2: checkpoint-2's
+    engine = trainers[0].vllm_generation.llm.llm_engine.model_executor.driver_worker.model_runner.model
+    pushed = engine.model.layers[0].self_attn.o_proj.weight.float().cpu()
+    base = load_file(f"{resolve_model('random:0.5b')}/model.safetensors")["model.layers.0.self_attn.o_proj.weight"]
+    adapter = load_file(out / "checkpoint-2" / "adapter_model.safetensors")
+    key = "base_model.model.model.layers.0.self_attn.o_proj.lora_{}.weight"
+    delta = adapter[key.format("B")].float() @ adapter[key.format("A")].float() * (32 / 16)
+    assert delta.abs().max() > 0
+    assert (pushed - (base.float() + delta)).abs().max() < 0.1 * delta.abs().max()  # merged (bf16 rounding aside)
+    assert (pushed - base.float()).abs().max() > 0.5 * delta.abs().max()  # not the bare base
+
+
+@pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None, reason="QLoRA needs bitsandbytes")
+def test_colocated_qlora_trains(write_recipe, tmp_path):
+    """QLoRA (4-bit base) through TRL's path on the colocated engine: steps run, rewards logged, adapter saved."""
+    from open_grpo.train import main
+
+    recipe = _gpu_recipe(write_recipe, tmp_path, use_peft=True, lora_target_modules="all-linear", load_in_4bit=True,
+                         learning_rate=1.0e-4, max_steps=2)  # fmt: skip
+    main(str(recipe))
+    rows = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
+    assert len([r for r in rows if r.get("reward") is not None]) == 2
+    assert (tmp_path / "out" / "adapter_model.safetensors").is_file()

@@ -3,6 +3,7 @@
 import pytest
 
 from open_grpo.config import RecipeError, available_recipes, load_recipe, resolve_recipe
+from open_grpo.lora import adapter_plan
 from open_grpo.preflight import ZERO_STAGE, model_facts, plan
 
 from .conftest import ROOT
@@ -11,21 +12,23 @@ RECIPES = sorted(ROOT.joinpath("recipes").rglob("*.yaml"))
 
 
 def test_recipes_found():
-    assert {"demo", "qwen-math-1.5b", "qwen-math-7b"} <= set(available_recipes())
+    assert {"demo", "qwen-math-1.5b", "qwen-math-7b", "qwen-math-7b-lora"} <= set(available_recipes())
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
 def test_recipe_parses_and_validates(path):
     recipe = load_recipe(path, for_planning=True)
     assert recipe.script.dataset_name and recipe.model.model_name_or_path
+    facts = model_facts(recipe.model.model_name_or_path)
     result = plan(
         recipe.training,
         recipe.script.max_prompt_tokens,
-        model_facts(recipe.model.model_name_or_path),
+        facts,
         gpus_per_node=8,
         nodes=1,
         gpu_mem_gib=80,
         zero_stage=ZERO_STAGE["zero3"],
+        adapter=adapter_plan(facts, recipe.model),
     )
     assert not result.errors, result.render()
 

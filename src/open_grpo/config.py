@@ -126,6 +126,30 @@ class ScriptArguments:
         metadata={"help": "Save the trained model to output_dir at the end (off for throwaway runs: sanity checks)."},
     )
 
+    eval_dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Prompts to evaluate on during training, in any form 'dataset_name' takes. When: TRL's 'eval_strategy'"
+            " / 'eval_steps' / 'eval_on_start'; 'num_generations_eval' completions per prompt (see evaluation.py)."
+        },
+    )
+    eval_dataset_config: str | None = field(default=None, metadata={"help": "Eval dataset configuration (hub only)."})
+    eval_dataset_split: str = field(default="test", metadata={"help": "Split to evaluate on (hub datasets only)."})
+    eval_dataset_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Evaluate on the first N prompts of the eval split (null: all). For 'reasoning-gym:' the number of "
+            "tasks drawn (required), seeded apart from the training tasks."
+        },
+    )
+    eval_prompt_column: str | None = field(
+        default=None, metadata={"help": "Eval set's prompt column (null: as train)."}
+    )
+    eval_solution_column: str | None = field(
+        default=None,
+        metadata={"help": "Eval set's gold-answer column, given to rewards as `solution` (null: as train)."},
+    )
+
     resume: str = field(
         default="auto",
         metadata={
@@ -203,6 +227,10 @@ def resolve_recipe(recipe: str | os.PathLike) -> Path:
 # ----------------------------------------------------------------------------------------------------- type checks
 
 
+# Keys whose YAML value may also be a string, which TRL passes through: PEFT's 'all-linear' or a module-name regex.
+ALSO_STR = ("lora_target_modules",)
+
+
 def _fields_by_name() -> dict[str, tuple[type, Any]]:
     """Every recipe key -> (its dataclass, its resolved type)."""
     out = {}
@@ -210,7 +238,7 @@ def _fields_by_name() -> dict[str, tuple[type, Any]]:
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             if f.init:
-                out[f.name] = (cls, hints[f.name])
+                out[f.name] = (cls, hints[f.name] | str if f.name in ALSO_STR else hints[f.name])
     return out
 
 
@@ -324,6 +352,10 @@ def load_recipe(
     if hide_bf16:
         training.bf16 = True
     problems = validate(script, training, model)
+    if not for_planning:  # what this machine lacks to run it (planning for a GPU cluster from a laptop is fine)
+        from .lora import runtime_problems
+
+        problems += runtime_problems(model, training)
     if problems:
         raise RecipeError(problems, path)
     return Recipe(path=path, script=script, training=training, model=model)
@@ -331,10 +363,12 @@ def load_recipe(
 
 def validate(script: ScriptArguments, training, model) -> list[str]:
     """Cross-field checks that need no model, data or GPU."""
+    from . import evaluation, lora
     from .dynamic_sampling import check_config as check_dynamic_sampling
     from .mixture import check_mixture
 
     problems = check_mixture(script) + check_dynamic_sampling(script, training)
+    problems += lora.recipe_problems(model, training) + evaluation.recipe_problems(script, training)
     if not script.dataset_name and not script.datasets:
         problems.append(
             "'dataset_name' is required: a hub id, a local path, or 'reasoning-gym:<task>' (or a 'datasets' mixture)"

@@ -11,6 +11,8 @@ from pathlib import Path
 from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
+from . import evaluation
+
 
 class MetricsFile(TrainerCallback):
     """Append every log of the main process to `<output_dir>/metrics.jsonl`."""
@@ -26,7 +28,8 @@ class MetricsFile(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
-            row = {"step": state.global_step, "time": time.time(), **{k: _plain(v) for k, v in logs.items()}}
+            row = {"step": state.global_step, "time": time.time()}
+            row.update({evaluation.log_key(k): _plain(v) for k, v in logs.items()})  # eval_x -> eval/x
             with self.path.open("a") as f:
                 f.write(json.dumps(row) + "\n")
 
@@ -42,6 +45,8 @@ class CompactProgress(ProgressCallback):
             parts = [fmt.format(float(logs[k])) for k, fmt in self.KEYS if logs.get(k) is not None]
             if parts:
                 self.training_bar.write(f"step {state.global_step}/{state.max_steps} | " + " | ".join(parts))
+            elif line := evaluation.console_line(logs, state.global_step):
+                self.training_bar.write(line)
 
 
 def _plain(value):
@@ -67,12 +72,13 @@ def plot_rewards(rows: list[dict], out: str | Path, title: str = "reward") -> Pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = training_rows(rows)
+    all_rows, rows = rows, training_rows(rows)
     fig, ax = plt.subplots(figsize=(7, 4))
     steps = [r["step"] for r in rows]
     ax.plot(steps, [r["reward"] for r in rows], label="reward (weighted sum)", lw=2)
     for key in sorted({k for r in rows for k in r if k.startswith("rewards/") and k.endswith("/mean")}):
         ax.plot(steps, [r.get(key) for r in rows], label=key, lw=1, alpha=0.7)
+    evaluation.plot_eval(ax, all_rows)
     ax.set_xlabel("step")
     ax.set_ylabel("reward")
     ax.set_title(title)
@@ -85,10 +91,10 @@ def plot_rewards(rows: list[dict], out: str | Path, title: str = "reward") -> Pa
 
 
 def summary(rows: list[dict], window: int = 10) -> dict:
-    """First and last `window` logged steps' mean reward, and the mean step time."""
-    rows = training_rows(rows)
+    """First and last `window` logged steps' mean reward, the mean step time, and the first and last evaluation."""
+    evals, rows = evaluation.eval_summary(rows), training_rows(rows)
     if not rows:
-        return {}
+        return {"eval": evals} if evals else {}
     first = [r["reward"] for r in rows[:window]]
     last = [r["reward"] for r in rows[-window:]]
     step_times = [r["time/step"] for r in rows if r.get("time/step") is not None]
@@ -98,17 +104,19 @@ def summary(rows: list[dict], window: int = 10) -> dict:
         "reward_last": sum(last) / len(last),
         "reward_gain": sum(last) / len(last) - sum(first) / len(first),
         "step_time_s": sum(step_times) / len(step_times) if step_times else None,
+        "eval": evals,
     }
 
 
 def format_summary(s: dict, output_dir: str | Path) -> str:
-    if not s:
+    if "steps" not in s:
         return "no training steps were logged"
     lines = [
         "-" * 60,
         f"open_grpo run finished: {s['steps']} steps, {s['step_time_s'] or float('nan'):.2f} s/step",
         f"mean reward, first {10} logged steps: {s['reward_first']:.3f}",
         f"mean reward, last {10} logged steps:  {s['reward_last']:.3f}  (gain {s['reward_gain']:+.3f})",
+        *evaluation.format_eval_summary(s.get("eval", {})),
         f"metrics: {Path(output_dir) / 'metrics.jsonl'}",
         f"curve:   {Path(output_dir) / 'reward_curve.png'}",
         "-" * 60,

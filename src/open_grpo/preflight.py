@@ -123,8 +123,10 @@ def plan(
     nodes: int,
     gpu_mem_gib: float,
     zero_stage: int,
+    adapter=None,
 ) -> Plan:
-    """Layout, batch arithmetic and memory per GPU for a recipe on `nodes` x `gpus_per_node` cards."""
+    """Layout, batch arithmetic and memory per GPU for a recipe on `nodes` x `gpus_per_node` cards. `adapter`: a
+    `lora.AdapterPlan` for a LoRA run (gradients and optimizer state for the adapter only, the base frozen)."""
     p = Plan()
     world = gpus_per_node * nodes
     tp = training.vllm_tensor_parallel_size if training.use_vllm and training.vllm_mode == "colocate" else 1
@@ -174,10 +176,13 @@ def plan(
 
     # Memory per GPU.
     params = facts.num_params
+    # LoRA (lora.py): only the adapter's parameters get gradients and optimizer state; the frozen base is bf16/4-bit.
+    trainable = params if adapter is None else adapter.trainable_params
+    base_bytes = 2 * params if adapter is None else adapter.base_weight_bytes + 2 * trainable
     shard = {0: (1, 1, 1), 1: (1, 1, world), 2: (1, world, world), 3: (world, world, world)}[zero_stage]
-    weights = 2 * params / shard[0]  # bf16
-    grads = 2 * params / shard[1]
-    optim = 12 * params / shard[2]  # fp32 master copy + Adam's two moments
+    weights = base_bytes / shard[0]  # bf16
+    grads = 2 * trainable / shard[1]
+    optim = 12 * trainable / shard[2]  # fp32 master copy + Adam's two moments
     tokens = per_device * seq_len
     layer_act = tokens * facts.hidden_size * 2
     if training.gradient_checkpointing:
@@ -188,12 +193,14 @@ def plan(
     training_share = weights + grads + optim + acts + logits
     card = gpu_mem_gib * GIB
     p.lines.append(f"== memory per GPU ({gpu_mem_gib:g} GiB card, model {params / 1e9:.2f} B params)")
+    if adapter is not None:
+        p.lines.append(adapter.describe(params) + "; gradients and optimizer state for the adapter only")
     p.lines.append(f"policy weights {weights / GIB:.2f} GiB, gradients {grads / GIB:.2f}, optimizer {optim / GIB:.2f}")
     p.lines.append(f"activations (estimate) {acts / GIB:.2f} GiB + logits {logits / GIB:.2f} GiB for {tokens} tokens")
     vllm_share = 0.0
     if colocate:
         vllm_share = training.vllm_gpu_memory_utilization * card
-        vllm_weights = 2 * params / tp
+        vllm_weights = (2 * params if adapter is None else adapter.base_weight_bytes) / tp  # QLoRA: 4-bit in vLLM
         kv_per_token = 2 * facts.num_hidden_layers * max(1, facts.num_key_value_heads // tp) * facts.head_dim * 2
         kv_bytes = vllm_share - vllm_weights - VLLM_OVERHEAD_GIB * GIB
         kv_tokens = int(max(0, kv_bytes) // kv_per_token)
@@ -224,7 +231,7 @@ def plan(
             "gradient_checkpointing, or use a higher ZeRO stage"
         )
     if zero_stage == 3 and world > 1:
-        zero2 = 2 * params + 14 * params / world + acts + logits + vllm_share
+        zero2 = base_bytes + 14 * trainable / world + acts + logits + vllm_share
         if zero2 < 0.9 * card:
             p.warnings.append(
                 "ZeRO-3 on a model that fits with ZeRO-2: zero2 avoids gathering weights every step (1.5B on 2x H200: "
@@ -233,9 +240,13 @@ def plan(
     return p
 
 
-def runtime_plan(training, max_prompt_tokens: int | None, model_path: str) -> Plan | None:
+def runtime_plan(
+    training, max_prompt_tokens: int | None, model_path: str, peft_config=None, quantization_config=None
+) -> Plan | None:
     """The same checks on the real world size and cards (called by the trainer before it builds vLLM)."""
     import torch
+
+    from .lora import trainer_adapter_plan
 
     if not torch.cuda.is_available():
         return None
@@ -255,4 +266,5 @@ def runtime_plan(training, max_prompt_tokens: int | None, model_path: str) -> Pl
         nodes=max(1, world // local),
         gpu_mem_gib=mem,
         zero_stage=zero,
+        adapter=trainer_adapter_plan(facts, peft_config, quantization_config),
     )

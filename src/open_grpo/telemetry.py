@@ -4,6 +4,7 @@ metrics.jsonl) and read by `open-grpo bench`."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections import defaultdict
@@ -72,6 +73,17 @@ class StepTelemetry:
         self.completion_tokens += completion_tokens
         self.completions += completions
         self.train_tokens += completion_tokens + prompt_tokens
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Leave out what runs inside (an evaluation between two steps): its phase times and counts are dropped."""
+        seconds = dict(self.phases.seconds)
+        counts = self.completion_tokens, self.completions, self.train_tokens
+        try:
+            yield
+        finally:
+            self.phases.seconds = defaultdict(float, seconds)
+            self.completion_tokens, self.completions, self.train_tokens = counts
 
     def pop(self) -> dict[str, float]:
         """The metrics of the optimizer step that just ended ({} when no step ran since the last call)."""

@@ -50,8 +50,11 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
     import transformers
     from transformers import AutoTokenizer
     from transformers.trainer_callback import ProgressCallback
+    from trl import get_quantization_config
 
     from .data import load_prompts
+    from .evaluation import load_eval_prompts
+    from .lora import peft_config
     from .metrics import CompactProgress, MetricsFile, format_summary, plot_rewards, read_metrics, summary
     from .mixture import load_mixture
     from .rewards.registry import build_rewards, parse_reward_specs
@@ -71,6 +74,7 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
     )
     load = load_mixture if script.datasets else load_prompts  # `datasets:` mixes several sources
     dataset = load(script, tokenizer, seed=training.seed)
+    eval_dataset = load_eval_prompts(script, tokenizer, seed=training.seed)  # None without eval_dataset_name
 
     # Model: TRL loads it from the path with these arguments (and hands the same path to vLLM).
     training.model_init_kwargs = {
@@ -80,13 +84,19 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
         "dtype": model_args.dtype,
         **(training.model_init_kwargs or {}),
     }
+    # LoRA / QLoRA (use_peft, lora.py): TRL wraps the model in the adapter and pushes merged weights to vLLM.
+    peft = peft_config(model_args)
+    quantization = get_quantization_config(model_args)
 
     trainer = OpenGRPOTrainer(
         model=str(model_path),
         reward_funcs=reward_funcs,
         args=training,
         train_dataset=dataset,
+        eval_dataset=eval_dataset,
         processing_class=tokenizer,
+        peft_config=peft,
+        quantization_config=quantization,
         callbacks=[MetricsFile(training.output_dir)],
         vllm_engine_kwargs=script.vllm_engine_kwargs,
         max_prompt_tokens=script.max_prompt_tokens,

@@ -14,6 +14,7 @@ What it adds, and nothing else:
   SIGUSR1 or a stop file: save at the step boundary, then `preempted` is set (preemption.py);
 - with `log_completions`, `<output_dir>/completions.jsonl` (completions_log.py);
 - with `dynamic_sampling`, zero-variance groups dropped and the batch refilled (dynamic_sampling.py).
+- evaluation (TRL's) kept out of the training steps' telemetry, with pass@k and reward health (evaluation.py).
 Every reach into TRL's or vLLM's internals goes through `open_grpo.engine`.
 """
 
@@ -23,6 +24,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sized
 
 import torch
 from trl import GRPOTrainer
@@ -32,6 +34,7 @@ from .completions_log import CompletionsLog
 from .config import RecipeError
 from .dynamic_sampling import DynamicSampler
 from .engine import allreduce, colocated, gathered
+from .evaluation import EvalRewards
 from .preemption import StopRequest
 from .preflight import runtime_plan
 from .telemetry import StepTelemetry
@@ -58,7 +61,8 @@ class OpenGRPOTrainer(GRPOTrainer):
         if training_args.use_vllm and training_args.vllm_max_model_length is None and max_prompt_tokens:
             training_args.vllm_max_model_length = max_prompt_tokens + training_args.max_completion_length
         if training_args.use_vllm and isinstance(kwargs.get("model"), str):
-            self._preflight(training_args, max_prompt_tokens, kwargs["model"])
+            self._preflight(training_args, max_prompt_tokens, kwargs["model"], kwargs.get("peft_config"),
+                            kwargs.get("quantization_config"))  # fmt: skip
         self.vllm_engine_kwargs = dict(vllm_engine_kwargs or {})
         if training_args.use_vllm and training_args.vllm_mode == "colocate":
             self.vllm_engine_kwargs, why = allreduce.apply(
@@ -71,6 +75,7 @@ class OpenGRPOTrainer(GRPOTrainer):
         self.stop_request = StopRequest()
         self.preempted = False
         self._in_scoring = False
+        self.eval_rewards = EvalRewards()
         num_params = sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for p in self.model.parameters())
         self.telemetry = StepTelemetry(num_params)
         self.completions_log = None
@@ -99,9 +104,9 @@ class OpenGRPOTrainer(GRPOTrainer):
             logger.info("colocated vLLM engine: %s", engine)
 
     @staticmethod
-    def _preflight(training_args, max_prompt_tokens, model_path) -> None:
+    def _preflight(training_args, max_prompt_tokens, model_path, peft_config=None, quantization_config=None) -> None:
         """`open-grpo check` on the real world size and cards, before vLLM or the model is built."""
-        result = runtime_plan(training_args, max_prompt_tokens, model_path)
+        result = runtime_plan(training_args, max_prompt_tokens, model_path, peft_config, quantization_config)
         if result is None:
             return
         if training_args.process_index == 0:
@@ -168,7 +173,25 @@ class OpenGRPOTrainer(GRPOTrainer):
                 raise RuntimeError("a reward raised on another rank (on_error: raise): stopping every rank")
         if error is not None:
             raise error
+        if not self.model.training:  # an evaluation batch: every rank holds every rank's rewards
+            self.eval_rewards.add(result)
         return result
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                        metric_key_prefix="eval"):  # fmt: skip
+        """TRL's evaluation, left out of the next training step's telemetry, plus pass@k and reward health."""
+        self.eval_rewards = EvalRewards()
+        with self.telemetry.paused():
+            output = super().evaluation_loop(
+                dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix
+            )
+        num_prompts = len(dataloader.dataset) if isinstance(dataloader.dataset, Sized) else None
+        metrics = self.eval_rewards.pop_metrics(self.reward_func_names, self.num_generations_eval, num_prompts)
+        for reward in self.reward_funcs:
+            if hasattr(reward, "pop_stats"):
+                metrics.update(reward.pop_stats())
+        output.metrics.update({f"{metric_key_prefix}_{name}": value for name, value in metrics.items()})
+        return output
 
     # ------------------------------------------------------------------------------------ step boundary, logging
 

@@ -26,6 +26,7 @@ def add_arguments(p) -> None:
 
 def run(args, overrides: list[str]) -> int:
     from ..config import load_recipe
+    from ..lora import adapter_plan
     from ..preflight import ZERO_STAGE, card_memory_gib, model_facts, plan
 
     recipe = load_recipe(args.recipe, overrides, for_planning=True)
@@ -39,6 +40,7 @@ def run(args, overrides: list[str]) -> int:
         nodes=args.nodes,
         gpu_mem_gib=gpu_mem,
         zero_stage=ZERO_STAGE[args.accelerate],
+        adapter=adapter_plan(facts, recipe.model),
     )
     print(f"recipe {recipe.path}  ({args.accelerate}; card memory {gpu_mem:g} GiB from {source})")
     print(result.render())

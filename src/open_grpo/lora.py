@@ -1,0 +1,195 @@
+"""LoRA and QLoRA through TRL's own path: `trl.get_peft_config(model_args)` -> `GRPOTrainer(peft_config=...)`.
+
+    use_peft: true
+    lora_r: 64
+    lora_alpha: 128
+    lora_target_modules: all-linear      # or a list of module names: [q_proj, v_proj]; unset: PEFT's default
+    load_in_4bit: true                   # QLoRA: the frozen base in 4-bit (bitsandbytes, CUDA only)
+
+TRL wraps the model in a PEFT adapter (only the adapter trains; with `beta > 0` the reference model is the base with
+the adapter switched off), merges the adapter into the base weights before each push to the vLLM engine (names
+without `base_layer`/`lora_`), and saves the adapter (`adapter_config.json`, `adapter_model.safetensors`) to
+`output_dir` and to every checkpoint, from which a run resumes. This module validates the recipe keys, builds the
+configs with TRL's functions, and sizes the adapter for the memory plan.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import re
+from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
+
+# ModelConfig keys that only mean something with `use_peft: true` (TRL ignores them otherwise, silently).
+PEFT_KEYS = (
+    "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "lora_target_parameters", "lora_modules_to_save",
+    "lora_task_type", "use_rslora", "use_dora", "load_in_4bit", "load_in_8bit", "bnb_4bit_quant_type",
+    "use_bnb_nested_quant", "bnb_4bit_quant_storage",
+)  # fmt: skip
+ALL_LINEAR = "all-linear"  # PEFT's shorthand: every linear layer but the output head
+# Frozen base bytes per parameter of a quantized linear layer: bitsandbytes packs 4-bit (or 8-bit) values and keeps
+# one fp32 absmax per block of 64 values (bitsandbytes' default blocksize); other layers stay in 16-bit.
+QUANTIZED_BYTES = {4: 0.5 + 4 / 64, 8: 1.0 + 4 / 64}
+
+
+def recipe_problems(model_args, training) -> list[str]:
+    """Recipe mistakes around PEFT and quantization, one line each (no GPU, no model needed)."""
+    from trl import ModelConfig
+
+    problems = []
+    defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
+    if not model_args.use_peft:
+        for key in PEFT_KEYS:
+            value = getattr(model_args, key)
+            if value != defaults[key]:
+                problems.append(
+                    f"'{key}: {value}' is set but 'use_peft' is false, so it would be ignored and the full model "
+                    f"trained: set 'use_peft: true' to train a LoRA adapter, or remove '{key}'"
+                )
+        return problems
+    if model_args.lora_r < 1:
+        problems.append(f"'lora_r' must be a positive rank, got {model_args.lora_r}")
+    if model_args.lora_alpha <= 0:
+        problems.append(
+            f"'lora_alpha' must be positive (the adapter is scaled by alpha / r), got {model_args.lora_alpha}"
+        )
+    if not 0 <= model_args.lora_dropout < 1:
+        problems.append(f"'lora_dropout' must be in [0, 1), got {model_args.lora_dropout}")
+    if model_args.load_in_8bit and training.use_vllm:
+        problems.append(
+            "'load_in_8bit' with 'use_vllm: true': vLLM cannot load a base model in 8-bit; use 'load_in_4bit' (QLoRA) "
+            "or 'use_vllm: false'"
+        )
+    return problems
+
+
+def runtime_problems(model_args, training) -> list[str]:
+    """What stops a QLoRA recipe on this machine (checked before training, not when planning on a laptop)."""
+    import torch
+    from transformers.utils.import_utils import BITSANDBYTES_MIN_VERSION, is_bitsandbytes_available
+
+    bits = quantized_bits(model_args)
+    if not bits or not model_args.use_peft:  # without use_peft, recipe_problems already says to remove it
+        return []
+    key = f"load_in_{bits}bit"
+    if training.use_cpu or not torch.cuda.is_available():
+        where = "'use_cpu: true'" if training.use_cpu else "no CUDA GPU is visible"
+        return [
+            f"'{key}: true' quantizes the base model with bitsandbytes, which needs a CUDA GPU, but {where}: run it "
+            f"on a GPU, or remove '{key}' to train the LoRA adapter on the unquantized base"
+        ]
+    if not is_bitsandbytes_available():  # transformers' check, with the version it needs
+        return [f"'{key}: true' needs bitsandbytes>={BITSANDBYTES_MIN_VERSION}: pip install -e '.[gpu]'"]
+    return []
+
+
+def quantized_bits(model_args) -> int | None:
+    return 4 if model_args.load_in_4bit else 8 if model_args.load_in_8bit else None
+
+
+def target_modules(value):
+    """The recipe's `lora_target_modules` as PEFT should read it.
+
+    TRL's ModelConfig turns a one-item list into a plain string, which PEFT reads as a regular expression over full
+    module names: `[q_proj]` would then match nothing. A string that is a bare module name is that one-item list."""
+    if isinstance(value, str) and value != ALL_LINEAR and re.fullmatch(r"[A-Za-z0-9_]+", value):
+        return [value]
+    return value
+
+
+def peft_config(model_args):
+    """TRL's `get_peft_config` (None without `use_peft`), with `lora_target_modules` read as the recipe means it."""
+    from trl import get_peft_config
+
+    if not model_args.use_peft:
+        return None
+    targets = target_modules(model_args.lora_target_modules)
+    logger.info(
+        "LoRA adapter: r=%d, alpha=%g, dropout=%g, on %s%s", model_args.lora_r, model_args.lora_alpha,
+        model_args.lora_dropout, targets or "PEFT's default modules",
+        f", base in {quantized_bits(model_args)}-bit" if quantized_bits(model_args) else "",
+    )  # fmt: skip
+    args = copy.copy(model_args)  # not dataclasses.replace: ModelConfig's __post_init__ would collapse it again
+    args.lora_target_modules = targets
+    return get_peft_config(args)
+
+
+# ---------------------------------------------------------------------------------------------------- memory plan
+
+
+@dataclass(frozen=True)
+class AdapterPlan:
+    """What the memory plan needs to know about a LoRA run."""
+
+    trainable_params: int  # the adapter's (+ `lora_modules_to_save`): only these get gradients and optimizer state
+    base_weight_bytes: float  # the frozen base model (bf16, or 4-/8-bit linear layers)
+    label: str
+
+    def describe(self, num_params: int) -> str:
+        return f"{self.label}: {self.trainable_params / 1e6:.1f} M trainable params ({self.trainable_params / num_params:.2%})"
+
+
+def _modules(facts) -> dict[str, tuple[int, int]]:
+    """Every adaptable module of a Qwen2-style model (the shape `ModelFacts` describes) -> (in, out) features."""
+    h, kv, i = facts.hidden_size, facts.num_key_value_heads * facts.head_dim, facts.intermediate_size
+    per_layer = {"self_attn.q_proj": (h, h), "self_attn.k_proj": (h, kv), "self_attn.v_proj": (h, kv),
+                 "self_attn.o_proj": (h, h), "mlp.gate_proj": (h, i), "mlp.up_proj": (h, i), "mlp.down_proj": (i, h)}  # fmt: skip
+    out = {
+        f"model.layers.{n}.{name}": shape for n in range(facts.num_hidden_layers) for name, shape in per_layer.items()
+    }
+    out["lm_head"] = (h, facts.vocab_size)
+    out["model.embed_tokens"] = (facts.vocab_size, h)
+    return out
+
+
+def lora_trainable_params(facts, r: int, target, modules_to_save=None) -> int:
+    """Trainable parameters of a rank-`r` LoRA adapter on the modules `target` selects, with PEFT's own matching
+    (`all-linear`, a list of names, a regular expression; None: PEFT's default for Qwen2), plus full copies of
+    `modules_to_save`."""
+    from peft import LoraConfig
+    from peft.tuners.tuners_utils import check_target_module_exists
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+
+    modules = _modules(facts)
+    target = target_modules(target)
+    if target is None:
+        target = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING["qwen2"]
+    if isinstance(target, str) and target.lower() == ALL_LINEAR:
+        chosen = [m for m in modules if m not in ("lm_head", "model.embed_tokens")]
+    else:
+        config = LoraConfig(r=r, target_modules=target, modules_to_save=modules_to_save)
+        chosen = [m for m in modules if check_target_module_exists(config, m)]  # True, or a regex match
+    saved = [m for m in modules if any(m == s or m.endswith("." + s) for s in modules_to_save or ())]
+    adapters = sum(r * (modules[m][0] + modules[m][1]) for m in chosen)  # A: r x in, B: out x r
+    return adapters + sum(modules[m][0] * modules[m][1] for m in saved)
+
+
+def adapter_plan(facts, model_args) -> AdapterPlan | None:
+    """The memory plan's view of a recipe's LoRA (None without `use_peft`)."""
+    if not model_args.use_peft:
+        return None
+    return plan_for(
+        facts, model_args.lora_r, model_args.lora_target_modules, model_args.lora_modules_to_save,
+        quantized_bits(model_args),
+    )  # fmt: skip
+
+
+def plan_for(facts, r: int, target, modules_to_save=None, bits: int | None = None) -> AdapterPlan:
+    trainable = lora_trainable_params(facts, r, target, modules_to_save)
+    layer_linear = sum(a * b for m, (a, b) in _modules(facts).items() if m.startswith("model.layers."))
+    per_param = QUANTIZED_BYTES[bits] if bits else 2
+    base = per_param * layer_linear + 2 * (facts.num_params - layer_linear)
+    label = f"LoRA r={r} on {target_modules(target) or 'PEFT default modules'}, base in {f'{bits}-bit' if bits else 'bf16'}"
+    return AdapterPlan(trainable_params=trainable, base_weight_bytes=base, label=label)
+
+
+def trainer_adapter_plan(facts, peft_config, quantization_config) -> AdapterPlan | None:
+    """The same from the `peft_config` and `quantization_config` the trainer was given."""
+    if peft_config is None:
+        return None
+    q = quantization_config
+    bits = None if q is None else 4 if q.load_in_4bit else 8 if q.load_in_8bit else None
+    return plan_for(facts, peft_config.r, peft_config.target_modules, peft_config.modules_to_save, bits)
