@@ -33,6 +33,7 @@ from trl.trainer.utils import RepeatSampler
 from . import vllm_allreduce
 from .checkpoints import mark_complete
 from .preemption import StopRequest
+from .rewards.limits import drop_nonfinite_sums
 
 logger = logging.getLogger(__name__)
 
@@ -249,6 +250,8 @@ class OpenGRPOTrainer(GRPOTrainer):
         error = None
         try:
             result = super()._calculate_rewards(*args, **kwargs)
+            place = (self.accelerator.process_index, self.accelerator.num_processes)
+            result = drop_nonfinite_sums(result, self.reward_weights, self.reward_funcs, *place)  # NaN/inf sums: None
         except Exception as e:  # on_error: raise
             error = e
         self.phases.seconds["rewards"] += time.perf_counter() - start

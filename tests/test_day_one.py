@@ -1,0 +1,266 @@
+"""Day one as a user: every bad input ends in one clear message (exit 2), a hostile reward never hangs or poisons a run.
+
+Each test walks one mistake or hostile input: what the user did, and what they must see instead of a traceback.
+"""
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from open_grpo.config import RecipeError, load_recipe
+from open_grpo.rewards import registry
+from open_grpo.rewards.limits import DEFAULT_TIME_LIMIT_S, drop_nonfinite_sums
+from open_grpo.rewards.registry import RewardSpecError, ScoredReward, build_rewards, parse_reward_specs
+from open_grpo.rewards.text import answer_text
+from open_grpo.rewards.verifier import VerifierPool
+
+SRC = str(Path(registry.__file__).resolve().parents[2])  # the folder holding open_grpo
+
+HOSTILE_PLUGIN = '''
+import time
+
+import numpy as np
+import torch
+
+
+def hang_forever(completions, **columns):
+    """Never returns."""
+    while True:
+        time.sleep(60)
+
+
+def huge(completions, **columns):
+    """Finite in float32, but twice it is not: the weighted sum overflows for the first completion."""
+    return [3e38] + [0.0] * (len(completions) - 1)
+
+
+def not_finite(completions, **columns):
+    """NaN, infinities and a double beyond float32, then ordinary values."""
+    bad = [float("nan"), float("inf"), -float("inf"), 1e308]
+    return (bad + [1.0] * len(completions))[: len(completions)]
+
+
+def array_scalars(completions, **columns):
+    """numpy and torch scalars, as a vectorised reward returns them."""
+    kinds = [np.float32(0.5), np.int64(1), torch.tensor(0.25), np.float64(0.75), np.array(0.5), True]
+    return [kinds[i % len(kinds)] for i in range(len(completions))]
+'''
+
+
+@pytest.fixture
+def hostile_site(tmp_path, monkeypatch):
+    """A throwaway distribution registering hostile rewards through the real `open_grpo.rewards` entry points."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "hostile_rewards.py").write_text(HOSTILE_PLUGIN)
+    dist = site / "hostile_rewards-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: hostile-rewards\nVersion: 0.1\n")
+    names = ("hang_forever", "huge", "not_finite", "array_scalars")
+    (dist / "entry_points.txt").write_text(
+        "[open_grpo.rewards]\n" + "".join(f"{n} = hostile_rewards:{n}\n" for n in names)
+    )
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(registry, "_entry_points", None)  # discover again, with the plugin installed
+    monkeypatch.setattr(registry, "_loaded", {})
+    return site
+
+
+def _reward(entry: dict) -> ScoredReward:
+    rewards, _ = build_rewards(parse_reward_specs([entry]))
+    return rewards[0]
+
+
+# ------------------------------------------------------------------------------------ row 8: a reward that hangs
+
+
+def test_reward_past_its_time_limit_scores_none_and_counts_a_timeout(hostile_site):
+    reward = _reward({"name": "hang_forever", "time_limit": 1})
+    start = time.monotonic()
+    assert reward(["a", "b", "c"]) == [None, None, None]
+    assert time.monotonic() - start < 5
+    stats = reward.pop_stats()
+    assert stats["rewards/hang_forever/timeouts"] == 3 and stats["rewards/hang_forever/none_frac"] == 1.0
+    assert stats["rewards/hang_forever/errors"] == 0
+
+
+def test_time_limit_with_on_error_zero_and_raise(hostile_site):
+    assert _reward({"name": "hang_forever", "time_limit": 0.5, "on_error": "zero"})(["a"]) == [0.0]
+    with pytest.raises(TimeoutError, match=r"'hang_forever' did not return within time_limit=0.5s"):
+        _reward({"name": "hang_forever", "time_limit": 0.5, "on_error": "raise"})(["a"])
+
+
+def test_default_time_limit_and_self_bounded_rewards():
+    assert _reward({"name": "format"}).call_bounded.limit == DEFAULT_TIME_LIMIT_S == 300
+    assert _reward({"name": "format", "time_limit": 2.5}).call_bounded.limit == 2.5
+    # accuracy bounds every completion itself (its `timeout`): no default bound on the whole call
+    assert _reward({"name": "accuracy"}).call_bounded.limit is None
+    assert _reward({"name": "accuracy", "time_limit": 600}).call_bounded.limit == 600
+
+
+@pytest.mark.parametrize("bad", [0, -1, "soon", True, float("inf"), [5]])
+def test_time_limit_must_be_a_positive_number(bad):
+    with pytest.raises(RewardSpecError, match=r"rewards\[0\] \(format\): 'time_limit' must be a positive number"):
+        parse_reward_specs([{"name": "format", "time_limit": bad}])
+
+
+def test_time_limit_in_a_recipe_and_on_the_command_line(write_recipe):
+    recipe = load_recipe(write_recipe({"rewards": [{"name": "format", "time_limit": 30}]}))
+    assert parse_reward_specs(recipe.script.rewards)[0].time_limit == 30
+    override = ["--rewards", '[{"name": "format", "time_limit": 0}]']
+    with pytest.raises(RecipeError, match="'time_limit' must be a positive number"):
+        load_recipe(write_recipe(), override)
+
+
+@pytest.mark.slow
+def test_hostile_plugins_in_a_training_run(hostile_site, write_recipe, tmp_path):
+    """A reward that never returns and one whose weighted sum overflows: training goes on and the process exits 0."""
+    recipe = write_recipe(
+        {
+            "max_steps": 2,
+            "dataset_size": 16,
+            "rewards": [
+                {"name": "lowercase_letters"},
+                {"name": "hang_forever", "time_limit": 1},
+                {"name": "huge", "weight": 2.0},
+            ],
+        }
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hostile_site), SRC])}
+    start = time.monotonic()
+    run = subprocess.run(
+        [sys.executable, "-m", "open_grpo.train", "--config", str(recipe)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert time.monotonic() - start < 300
+    rows = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "rewards/hang_forever/timeouts" in r]
+    assert len(steps) == 2
+    assert all(r["rewards/hang_forever/timeouts"] > 0 for r in steps)
+    assert all(r["rewards/huge/errors"] > 0 for r in steps)  # the overflowing sum, counted against `huge`
+    assert all(math.isfinite(r["reward"]) for r in steps)
+
+
+# ------------------------------------------------------------------------ row 10: non-finite and numpy values
+
+
+def test_nan_and_infinite_values_are_errors(hostile_site):
+    reward = _reward({"name": "not_finite"})
+    assert reward(["a"] * 6) == [None, None, None, None, 1.0, 1.0]
+    stats = reward.pop_stats()
+    assert stats["rewards/not_finite/errors"] == 4 and stats["rewards/not_finite/none_frac"] == 4 / 6
+
+
+def test_numpy_and_torch_scalars_are_numbers(hostile_site):
+    reward = _reward({"name": "array_scalars"})
+    values = reward(["a"] * 6)
+    assert values == [0.5, 1.0, 0.25, 0.75, 0.5, 1.0] and all(type(v) is float for v in values)
+    assert reward.pop_stats()["rewards/array_scalars/errors"] == 0
+
+
+@pytest.mark.parametrize("value", ["0.5", [1.0], torch.tensor([1.0, 2.0]), np.array([1.0]), object()])
+def test_values_that_are_not_real_numbers_are_errors(value):
+    reward = ScoredReward(registry.RewardSpec(name="format"))
+    reward.func = lambda completions, **columns: [value] * len(completions)
+    assert reward(["a", "b"]) == [None, None]
+    assert reward.pop_stats()["rewards/format/errors"] == 2
+
+
+def test_weighted_sum_that_overflows_is_unscorable():
+    rewards, weights = build_rewards(parse_reward_specs([{"name": "format"}, {"name": "tag_count", "weight": 2}]))
+    # rows: fine; overflows only once weighted (float32, as TRL sums); every reward None; overflows on rank 1's rows
+    per_func = torch.tensor([[1.0, 0.5], [1.0, 3e38], [math.nan, math.nan], [3e38, 3e38]])
+    out = drop_nonfinite_sums(per_func, torch.tensor(weights), rewards, process_index=0, num_processes=2)
+    assert out[0].tolist() == [1.0, 0.5]
+    assert torch.isnan(out[1]).all() and torch.isnan(out[2]).all() and torch.isnan(out[3]).all()
+    # errors are counted for this process's rows only (0 and 1), against the reward with the largest weighted term
+    assert rewards[1].pop_stats()["rewards/tag_count/errors"] == 1
+    assert rewards[0].pop_stats()["rewards/format/errors"] == 0
+    same = torch.tensor([[1.0, 0.5]])
+    assert drop_nonfinite_sums(same, torch.tensor(weights), rewards) is same
+
+
+# ----------------------------------------------------------------- row 11: the working directory of the workers
+
+
+def test_verifier_workers_ignore_the_working_directory(tmp_path, monkeypatch):
+    for shadow in ("json.py", "math_verify.py"):
+        (tmp_path / shadow).write_text("raise SystemExit('imported from the working directory')\n")
+    monkeypatch.chdir(tmp_path)
+    pool = VerifierPool(size=1)
+    try:
+        outcomes = pool.score([("2", r"\boxed{2}", False), ("2", r"\boxed{3}", False)], timeout=10)
+    finally:
+        pool.close()
+    assert [(o.status, o.value) for o in outcomes] == [("ok", 1.0), ("ok", 0.0)]
+
+
+def test_verifier_workers_keep_pythonpath(tmp_path, monkeypatch):
+    """A PYTHONPATH entry still reaches the worker: a shadowing module there is the user's explicit choice."""
+    (tmp_path / "math_verify.py").write_text("raise SystemExit('imported from PYTHONPATH')\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    pool = VerifierPool(size=1)
+    try:
+        with pytest.raises(RuntimeError, match="worker failed to start"):
+            pool.score([("2", r"\boxed{2}", False)], timeout=10)
+    finally:
+        pool.close()
+
+
+# ------------------------------------------------------------------------------- row 12: <answer> extraction
+
+
+def _answer_text_by_regex(text):
+    tagged = re.findall(r"<answer>(.*?)</answer>", text, re.DOTALL)
+    return (tagged[-1], True) if tagged else (text, False)
+
+
+ANSWER_CASES = [
+    "",
+    "no tags at all \\boxed{3}",
+    "<answer>42</answer>",
+    "<think>x</think>\n<answer>\n42\n</answer>",
+    "<answer>1</answer> then <answer>2</answer>",
+    "<answer>1</answer> then <answer>2",
+    "<answer><answer>nested</answer>",
+    "<answer>a</answer></answer>",
+    "</answer><answer>b</answer>",
+    "<answer></answer>",
+    "<answer>multi\nline</answer> trailing",
+    "<answer>x</answer><answer>",
+    "<ANSWER>upper</ANSWER>",
+    "<answer>1</answer" + "<answer>2</answer>",
+]
+
+
+@pytest.mark.parametrize("text", ANSWER_CASES)
+def test_answer_text_as_before_on_normal_and_edge_inputs(text):
+    assert answer_text(text) == _answer_text_by_regex(text)
+
+
+def test_answer_text_as_before_on_random_tag_soup():
+    rng = np.random.default_rng(0)
+    pieces = ["<answer>", "</answer>", "x", "\n", "<", ">", "answer", "/"]
+    for _ in range(2000):
+        text = "".join(rng.choice(pieces, size=rng.integers(0, 12)))
+        assert answer_text(text) == _answer_text_by_regex(text), text
+
+
+@pytest.mark.parametrize("text", ["<answer>" * 20000, "<answer>" * 20000 + "</answer>", "<answer>x</answer>" * 20000])
+def test_answer_text_is_linear(text):
+    start = time.monotonic()
+    answer_text(text)
+    assert time.monotonic() - start < 1.0
