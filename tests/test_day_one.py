@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from open_grpo.config import RecipeError, load_recipe
+from open_grpo.config import RecipeError, ScriptArguments, load_recipe
+from open_grpo.data import load_raw_dataset, to_prompts
+from open_grpo.models import resolve_model
 from open_grpo.rewards import registry
 from open_grpo.rewards.limits import DEFAULT_TIME_LIMIT_S, drop_nonfinite_sums
 from open_grpo.rewards.registry import RewardSpecError, ScoredReward, build_rewards, parse_reward_specs
@@ -264,3 +266,133 @@ def test_answer_text_is_linear(text):
     start = time.monotonic()
     answer_text(text)
     assert time.monotonic() - start < 1.0
+
+
+# ------------------------------------------------------------------- row 13: model shape, data files, dataset_size
+
+
+def test_unknown_random_shape_is_a_recipe_error_before_anything_loads(write_recipe):
+    with pytest.raises(RecipeError) as e:
+        load_recipe(write_recipe({"model_name_or_path": "random:huge"}))
+    assert "'model_name_or_path': unknown random model shape 'huge' in 'random:huge'" in str(e.value)
+    assert "random:tiny, random:0.5b, random:1.5b, random:7b" in str(e.value)
+    with pytest.raises(RecipeError, match="unknown random model shape 'huge'"):
+        resolve_model("random:huge")
+
+
+def _script(path, **kw):
+    return ScriptArguments(dataset_name=str(path), prompt_column="question", solution_column="answer", **kw)
+
+
+@pytest.mark.parametrize("content", ["", "\n\n  \n"])
+def test_empty_jsonl_file_names_the_file(tmp_path, monkeypatch, content):
+    monkeypatch.chdir(tmp_path)
+    Path("data").mkdir()
+    Path("data/train.jsonl").write_text(content)
+    with pytest.raises(RecipeError, match=r"dataset file 'data/train.jsonl' is empty: it holds no rows"):
+        load_raw_dataset(_script("data/train.jsonl"))
+
+
+def test_malformed_jsonl_names_the_file_and_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    good = json.dumps({"question": "1 + 1?", "answer": "2"})
+    Path("train.jsonl").write_text(f'{good}\n{good}\n{{"question": "2 + 2?", "answer": \n{good}\n')
+    with pytest.raises(RecipeError, match=r"dataset file 'train.jsonl', line 3: not valid JSON \(Expecting value"):
+        load_raw_dataset(_script("train.jsonl"))
+    Path("train.jsonl").write_text(f"{good}\n[1, 2]\n")
+    with pytest.raises(RecipeError, match=r"'train.jsonl', line 2: each line must be a JSON object"):
+        load_raw_dataset(_script("train.jsonl"))
+
+
+def test_malformed_json_file_names_the_file(tmp_path):
+    path = tmp_path / "train.json"
+    path.write_text('[{"question": "1 + 1?", "answer": "2"},')
+    with pytest.raises(RecipeError, match=rf"dataset file '{path}' is not valid JSON \(line 1"):
+        load_raw_dataset(_script(path))
+
+
+def test_a_data_file_with_a_header_and_no_rows(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text("question,answer\n")
+    with pytest.raises(RecipeError, match=re.escape(f"dataset file(s) {[str(path)]} hold no rows")):
+        load_raw_dataset(_script(path))
+
+
+@pytest.mark.parametrize("size", [0, -3])
+def test_dataset_size_must_be_positive(write_recipe, size):
+    with pytest.raises(RecipeError, match=rf"'dataset_size' must be at least 1, got {size}"):
+        load_recipe(write_recipe({"dataset_size": size}))
+
+
+# ---------------------------------------------------------------------------- row 14: null prompts and solutions
+
+
+def _rows_file(tmp_path, rows):
+    path = tmp_path / "train.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    return path
+
+
+def test_null_or_empty_prompts_are_an_error_naming_column_and_rows(tmp_path):
+    rows = [{"question": q, "answer": "1"} for q in ["1 + 0?", None, "0 + 1?", "", "  ", "2 - 1?"]]
+    path = _rows_file(tmp_path, rows)
+    with pytest.raises(RecipeError) as e:
+        to_prompts(load_raw_dataset(_script(path)), _script(path))
+    message = str(e.value)
+    assert "3 of 6 rows" in message and "null or empty 'question'" in message and "rows 1, 3, 4" in message
+    assert "'prompt_column'" in message and "None" not in message.split(":", 1)[1].replace("null", "")
+
+
+def test_null_solutions_are_an_error(tmp_path):
+    rows = [{"question": "1 + 1?", "answer": a} for a in ["2", None, "2"]]
+    path = _rows_file(tmp_path, rows)
+    with pytest.raises(
+        RecipeError, match=r"1 of 3 rows .* null or empty 'answer' \(row 1, counting from 0\).*'solution_column: null'"
+    ):
+        to_prompts(load_raw_dataset(_script(path)), _script(path))
+
+
+def test_prompts_without_a_solution_column_need_no_solutions(tmp_path):
+    path = _rows_file(tmp_path, [{"question": "1 + 1?", "answer": None}])
+    script = ScriptArguments(dataset_name=str(path), prompt_column="question", solution_column=None)
+    assert to_prompts(load_raw_dataset(script), script)[0]["prompt"][-1]["content"] == "1 + 1?"
+
+
+# ----------------------------------------------------------------------------- row 15: messages a user reads
+
+
+def test_rewards_given_as_a_string(write_recipe):
+    with pytest.raises(RecipeError) as e:
+        load_recipe(write_recipe({"rewards": "accuracy"}))
+    message = str(e.value)
+    assert message.count("'rewards' must be a list of mappings, e.g. [{name: accuracy}]") == 1
+    assert "must be JSON" not in message and len(message.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        (
+            ["--per_device_train_batch_size", "abc"],
+            "--per_device_train_batch_size/--per-device-train-batch-size: invalid int value: 'abc'",
+        ),
+        (["--foo", "1"], "unknown command-line override '--foo'"),
+        (["--learning_rat", "0.1"], "unknown command-line override '--learning_rat'. Did you mean '--learning_rate'?"),
+        (["--use_vllm", "maybe"], "--use_vllm/--use-vllm: Truthy value expected: got maybe"),
+        (["5"], "command-line value(s) ['5'] before any --<key>"),
+    ],
+)
+def test_bad_override_is_one_line_and_exit_2(write_recipe, capsys, override, expected):
+    from open_grpo.train import cli
+
+    recipe = write_recipe({"max_steps": 1, "dataset_size": 8})  # short, should the override wrongly pass
+    assert cli(["--config", str(recipe), *override]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and len(err.strip().splitlines()) == 1, err
+    assert "usage:" not in err
+
+
+def test_good_overrides_still_work(write_recipe):
+    recipe = load_recipe(write_recipe(), ["--max_steps", "3", "--no_save_final_model", "--learning-rate", "0.5"])
+    assert recipe.training.max_steps == 3 and recipe.script.save_final_model is False
+    assert recipe.training.learning_rate == 0.5
