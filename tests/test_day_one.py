@@ -396,3 +396,58 @@ def test_good_overrides_still_work(write_recipe):
     recipe = load_recipe(write_recipe(), ["--max_steps", "3", "--no_save_final_model", "--learning-rate", "0.5"])
     assert recipe.training.max_steps == 3 and recipe.script.save_final_model is False
     assert recipe.training.learning_rate == 0.5
+
+
+# ------------------------------------------------------------------------ the random-model cache, built by N ranks
+
+RANK_MAIN = """
+import os, sys, time
+import torch.distributed as dist
+
+rank, world, init = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+dist.init_process_group("gloo", rank=rank, world_size=world, init_method=init)  # as under accelerate launch
+if rank == 0:  # arrives once another rank has published the folder
+    published = os.path.join(os.environ["OPEN_GRPO_CACHE"], "random-qwen2-tiny")
+    deadline = time.monotonic() + 240
+    while not os.path.exists(published) and time.monotonic() < deadline:
+        time.sleep(0.2)
+from open_grpo.models import resolve_model
+
+print(resolve_model("random:tiny"))
+dist.barrier()
+"""
+
+
+@pytest.mark.slow
+def test_random_model_built_by_several_ranks_at_once_is_complete(tmp_path):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    cache = tmp_path / "cache"
+    env = {**os.environ, "OPEN_GRPO_CACHE": str(cache), "PYTHONPATH": SRC}
+    world = 3
+    init = f"file://{tmp_path / 'rendezvous'}"
+    ranks = [
+        subprocess.Popen([sys.executable, "-c", RANK_MAIN, str(r), str(world), init], env=env, stdout=subprocess.PIPE)
+        for r in range(world)
+    ]
+    paths = {p.communicate(timeout=400)[0].decode().strip() for p in ranks}
+    assert [p.returncode for p in ranks] == [0] * world
+    assert paths == {str(cache / "random-qwen2-tiny")}
+    folder = cache / "random-qwen2-tiny"
+    assert {"config.json", "tokenizer.json", "model.safetensors"} <= {p.name for p in folder.iterdir()}
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    weights = load_file(folder / "model.safetensors")
+    assert torch.equal(model.model.embed_tokens.weight, weights["model.embed_tokens.weight"])
+    assert not [p.name for p in cache.iterdir() if "tmp" in p.name]  # no build folders left behind
+
+
+@pytest.mark.slow
+def test_an_incomplete_cached_model_is_rebuilt(tmp_path, monkeypatch):
+    """A folder without weights (what a rank other than 0 could publish before) is replaced by a complete one."""
+    from open_grpo.tiny import qwen_tokenizer
+
+    monkeypatch.setenv("OPEN_GRPO_CACHE", str(tmp_path))
+    qwen_tokenizer().save_pretrained(tmp_path / "random-qwen2-tiny")
+    folder = Path(resolve_model("random:tiny"))
+    assert (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
