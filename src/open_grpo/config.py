@@ -76,8 +76,9 @@ class ScriptArguments:
     rewards: list[dict] | str | None = field(
         default=None,
         metadata={
-            "help": "Rewards to combine: [{name: accuracy, weight: 1.0, <reward parameter>: value, on_error: none}, "
-            "...]. Names come from the `open_grpo.rewards` entry points (`open-grpo rewards` lists them)."
+            "help": "Rewards to combine: [{name: accuracy, weight: 1.0, <reward parameter>: value, on_error: none, "
+            "time_limit: <seconds per call>}, ...]. Names come from the `open_grpo.rewards` entry points "
+            "(`open-grpo rewards` lists them)."
         },
     )
     reward_funcs: list[str] | None = field(
