@@ -244,6 +244,8 @@ class ScoredReward:
 
 def _check_values(name: str, values, n: int) -> list[float | None]:
     """The reward's values as floats or None; NaN and infinities become None and count as errors."""
+    if getattr(values, "ndim", None) == 1 and hasattr(values, "tolist"):  # a numpy array or torch tensor
+        values = values.tolist()
     if not isinstance(values, (list, tuple)) or len(values) != n:
         got = len(values) if isinstance(values, (list, tuple)) else type(values).__name__
         raise TypeError(f"reward {name!r} must return a list of {n} values, got {got}")
