@@ -201,6 +201,13 @@ def test_values_that_are_not_real_numbers_are_errors(value):
     assert reward.pop_stats()["rewards/format/errors"] == 2
 
 
+def test_a_call_with_a_bad_value_counts_each_completion_once():
+    reward = ScoredReward(registry.RewardSpec(name="format"))
+    reward.func = lambda completions, **columns: [math.nan, "x"]
+    assert reward(["a", "b"]) == [None, None]
+    assert reward.pop_stats()["rewards/format/errors"] == 2
+
+
 def test_weighted_sum_that_overflows_is_unscorable():
     rewards, weights = build_rewards(parse_reward_specs([{"name": "format"}, {"name": "tag_count", "weight": 2}]))
     # rows: fine; overflows only once weighted (float32, as TRL sums); every reward None; overflows on rank 1's rows

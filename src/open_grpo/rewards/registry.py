@@ -252,12 +252,10 @@ def _check_values(name: str, values, n: int) -> list[float | None]:
     out = []
     for v in values:
         try:
-            score = as_score(v)
-        except TypeError as e:
+            out.append(as_score(v))
+        except TypeError as e:  # the whole call is an error, counted once per completion by the caller
             raise TypeError(f"reward {name!r} returned {e}: values must be real numbers or None") from None
-        if score is None and v is not None:
-            note("errors")
-        out.append(score)
+    note("errors", sum(score is None and v is not None for score, v in zip(out, values)))
     return out
 
 
