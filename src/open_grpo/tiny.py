@@ -107,11 +107,18 @@ def save_random_model(path: str | os.PathLike, shape: str = "tiny", dtype: str =
         shutil.rmtree(private, ignore_errors=True)
         try:
             _build_random_model(private, shape, dtype, seed)
+            # Where the lock file is not shared (some network file systems), another node may have published first.
+            if is_complete(path):
+                return path
             if path.exists():  # incomplete: set it aside first (rename cannot replace a non-empty folder)
                 stale = path.with_name(f".{path.name}.stale-{socket.gethostname()}-{os.getpid()}")
                 os.replace(path, stale)
                 shutil.rmtree(stale, ignore_errors=True)
-            os.replace(private, path)
+            try:
+                os.replace(private, path)
+            except OSError:
+                if not is_complete(path):
+                    raise
         finally:
             shutil.rmtree(private, ignore_errors=True)
     logger.info("saved a random-weight %s Qwen2 model to %s", shape, path)
