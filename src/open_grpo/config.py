@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import itertools
 import json
 import os
 import types
@@ -25,6 +26,7 @@ import yaml
 
 from . import shipped
 from .engine.allreduce import CHOICES as ALLREDUCE_CHOICES
+from .models import random_model_problem
 from .rewards.registry import RewardSpecError, parse_reward_specs
 
 GENERATOR_PREFIX = "reasoning-gym:"
@@ -37,8 +39,11 @@ class RecipeError(ValueError):
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         self.source = str(source) if source else None
         head = f"{self.source}: " if self.source else ""
-        lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"{head}{len(self.problems)} problem(s):\n{lines}")
+        if len(self.problems) == 1:  # one mistake, one line
+            super().__init__(f"{head}{self.problems[0]}")
+        else:
+            lines = "\n".join(f"  - {p}" for p in self.problems)
+            super().__init__(f"{head}{len(self.problems)} problems:\n{lines}")
 
 
 @dataclass
@@ -88,8 +93,9 @@ class ScriptArguments:
     rewards: list[dict] | str | None = field(
         default=None,
         metadata={
-            "help": "Rewards to combine: [{name: accuracy, weight: 1.0, <reward parameter>: value, on_error: none}, "
-            "...]. Names come from the `open_grpo.rewards` entry points (`open-grpo rewards` lists them)."
+            "help": "Rewards to combine: [{name: accuracy, weight: 1.0, <reward parameter>: value, on_error: none, "
+            "time_limit: <seconds per call>}, ...]. Names come from the `open_grpo.rewards` entry points "
+            "(`open-grpo rewards` lists them)."
         },
     )
     reward_funcs: list[str] | None = field(
@@ -184,18 +190,29 @@ class ScriptArguments:
     def __post_init__(self):
         # From the command line these arrive as JSON strings.
         if isinstance(self.rewards, str):
-            self.rewards = _json_arg("rewards", self.rewards)
+            self.rewards = _json_arg(
+                self.rewards, "'rewards' must be a list of mappings, e.g. [{name: accuracy}]", '[{"name": "accuracy"}]'
+            )
         if isinstance(self.datasets, str):
-            self.datasets = _json_arg("datasets", self.datasets)
+            self.datasets = _json_arg(
+                self.datasets,
+                "'datasets' must be a list of mappings, e.g. [{name: reasoning-gym:basic_arithmetic, weight: 1}]",
+                '[{"name": "reasoning-gym:basic_arithmetic", "weight": 1}]',
+            )
         if isinstance(self.vllm_engine_kwargs, str):
-            self.vllm_engine_kwargs = _json_arg("vllm_engine_kwargs", self.vllm_engine_kwargs)
+            self.vllm_engine_kwargs = _json_arg(
+                self.vllm_engine_kwargs,
+                "'vllm_engine_kwargs' must be a mapping, e.g. {max_num_seqs: 64}",
+                '{"max_num_seqs": 64}',
+            )
 
 
-def _json_arg(name: str, text: str) -> Any:
+def _json_arg(text: str, expected: str, json_example: str) -> Any:
+    """A YAML-valued key given as a string (a command-line override, or a plain word in the recipe) -> its value."""
     try:
         return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise RecipeError(f'--{name} must be JSON (e.g. \'[{{"name": "accuracy"}}]\'), got {text!r}: {e}') from e
+    except json.JSONDecodeError:
+        raise RecipeError(f"{expected}; on the command line as JSON ('{json_example}'); got {text!r}") from None
 
 
 def dataclass_types() -> tuple[type, type, type]:
@@ -306,6 +323,40 @@ def check_keys_and_types(config: dict, source: str) -> list[str]:
     return problems
 
 
+def check_override_keys(overrides: list[str] | tuple[str, ...]) -> list[str]:
+    """Every `--key` of the command-line overrides is a recipe key (or `--no_<key>` for a boolean one).
+
+    argparse would take an unknown `--key` as a prefix of a known one (`--learning_rat`) or reject it with its whole
+    usage (200+ options); here each gets one line with the closest key.
+    """
+    known = _fields_by_name()
+    names = set(known) | {f"no_{k}" for k, (_, tp) in known.items() if _type_ok(True, tp)}
+    problems = []
+    stray = list(itertools.takewhile(lambda t: not t.startswith("--"), overrides))
+    if stray:
+        problems.append(f"command-line value(s) {stray} before any --<key>: overrides are --<key> <value>")
+    for token in overrides:
+        if not token.startswith("--"):
+            continue
+        key = token[2:].split("=", 1)[0]
+        if key.replace("-", "_") in names:
+            continue
+        close = difflib.get_close_matches(key.replace("-", "_"), sorted(names), n=1)
+        hint = f" Did you mean '--{close[0]}'?" if close else ""
+        problems.append(f"unknown command-line override '--{key}'.{hint} Overrides are recipe keys: --<key> <value>")
+    return problems
+
+
+def _recipe_parser():
+    from trl import TrlParser
+
+    class RecipeParser(TrlParser):
+        def error(self, message):  # argparse would print its usage (200+ options) and exit
+            raise RecipeError(f"bad command-line override: {message}")
+
+    return RecipeParser(dataclass_types())
+
+
 # ---------------------------------------------------------------------------------------------------------- loading
 
 
@@ -326,7 +377,6 @@ def load_recipe(
     `bf16: true` without a GPU, so it is parsed as false and set back afterwards.
     """
     import torch
-    from trl import TrlParser
 
     path = resolve_recipe(recipe)
     try:
@@ -335,19 +385,21 @@ def load_recipe(
         raise RecipeError(f"not valid YAML: {e}", path) from e
     if not isinstance(config, dict):
         raise RecipeError("a recipe must be a YAML mapping of keys to values", path)
-    problems = check_keys_and_types(config, str(path))
+    problems = check_keys_and_types(config, str(path)) + check_override_keys(overrides)
     if problems:
         raise RecipeError(problems, path)
 
-    parser = TrlParser(dataclass_types())
+    parser = _recipe_parser()
     hide_bf16 = for_planning and config.get("bf16") and not torch.cuda.is_available()
     try:
         script, training, model = parser.parse_args_and_config(
             ["--config", str(path), *overrides, *(["--bf16", "false"] if hide_bf16 else [])]
         )
+    except RecipeError as e:  # ours: a bad override, or a key's own check (ScriptArguments.__post_init__)
+        raise RecipeError(e.problems, path) from None
     except ValueError as e:  # TRL's and transformers' own __post_init__ checks
         raise RecipeError(str(e), path) from e
-    except SystemExit as e:  # argparse rejected an override; it already printed why
+    except SystemExit as e:  # argparse exited by itself (it printed why)
         raise RecipeError(f"bad command-line override in {list(overrides)}", path) from e
     if hide_bf16:
         training.bf16 = True
@@ -382,6 +434,11 @@ def validate(script: ScriptArguments, training, model) -> list[str]:
         problems.append(
             "'trust_remote_code: true' runs code from the model repository: pin it with 'model_revision: <commit sha>'"
         )
+    if script.dataset_size < 1:
+        problems.append(f"'dataset_size' must be at least 1, got {script.dataset_size} (tasks drawn from a generator)")
+    model_problem = random_model_problem(model.model_name_or_path or "")
+    if model_problem:
+        problems.append(model_problem)
     if script.max_prompt_tokens is not None and script.max_prompt_tokens < 1:
         problems.append(f"'max_prompt_tokens' must be positive, got {script.max_prompt_tokens}")
     if training.vllm_mode not in ("colocate", "server"):

@@ -3,6 +3,7 @@ prompts, and drop prompts longer than `max_prompt_tokens`. Every problem is rais
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -58,7 +59,13 @@ def load_raw_dataset(script: ScriptArguments, seed: int = 42):
             raise RecipeError(
                 f"dataset files must all be one of {', '.join(FILE_BUILDERS)}; got {[p.name for p in files]}"
             )
-        return load_dataset(kinds.pop(), data_files=[str(p) for p in files], split="train")
+        try:
+            dataset = load_dataset(kinds.pop(), data_files=[str(p) for p in files], split="train")
+        except Exception as e:  # datasets' errors (StopIteration for an empty file) never name the file
+            raise RecipeError(_unreadable_files(files, e)) from None
+        if len(dataset) == 0:
+            raise RecipeError(f"dataset {name!r} has no rows")
+        return dataset
 
     advice = (
         f"download it where the hub is reachable (`datasets.load_dataset({name!r}).save_to_disk(...)`, or export "
@@ -72,6 +79,46 @@ def load_raw_dataset(script: ScriptArguments, seed: int = 42):
         raise RecipeError(f"cannot reach dataset {name!r} on the hub ({type(e).__name__}): {advice}") from e
 
 
+def _unreadable_files(files: list[Path], error: Exception) -> str:
+    """Why `datasets` could not read these files: the first empty file or malformed JSON line, by name and line."""
+    for path in files:
+        text = path.read_text(errors="replace") if path.suffix in (".jsonl", ".json") else None
+        if path.stat().st_size == 0 or (text is not None and not text.strip()):
+            return f"dataset file {str(path)!r} is empty: it holds no rows"
+        if text is None:
+            continue
+        bad_line = _bad_json_line(path, text)
+        if path.suffix == ".jsonl" and bad_line:
+            return bad_line
+        if path.suffix == ".json" and bad_line:  # a .json file may hold one document or JSON lines
+            try:
+                json.loads(text)
+            except json.JSONDecodeError as e:
+                return f"dataset file {str(path)!r} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})"
+    names = [str(p) for p in files]
+    if "corresponds to no data" in str(error):  # datasets' words for files that parse but hold no rows
+        return f"dataset file(s) {names} hold no rows"
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"cannot read dataset file(s) {names}: {type(error).__name__}: {detail}"[:500]
+
+
+def _bad_json_line(path: Path, text: str) -> str | None:
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            return f"dataset file {str(path)!r}, line {number}: not valid JSON ({e}); fix or remove the line"
+        if not isinstance(row, dict):
+            return f"dataset file {str(path)!r}, line {number}: each line must be a JSON object, got {line[:80]!r}"
+    return None
+
+
+def _blank_rows(values) -> list[int]:
+    return [i for i, v in enumerate(values) if v is None or (isinstance(v, str) and not v.strip())]
+
+
 def to_prompts(dataset, script: ScriptArguments):
     """Rows -> {'prompt': chat messages, 'solution': gold answer, ...other columns kept for rewards}."""
     columns = list(dataset.column_names)
@@ -81,6 +128,24 @@ def to_prompts(dataset, script: ScriptArguments):
             f"dataset {script.dataset_name!r} has no column(s) {missing}; its columns are {columns}. "
             "Set 'prompt_column' / 'solution_column'."
         )
+    # A null prompt would train on the text "None", a null solution would reach rewards as the gold answer "None".
+    fixes = {
+        script.prompt_column: "set 'prompt_column' to the column holding the prompts",
+        script.solution_column: "set 'solution_column: null' if no reward needs a gold answer",
+    }
+    problems = []
+    for column, fix in fixes.items():
+        if column:
+            blank = _blank_rows(dataset[column])
+            if blank:
+                rows = ", ".join(map(str, blank[:10])) + (", ..." if len(blank) > 10 else "")
+                problems.append(
+                    f"{len(blank)} of {len(dataset)} rows of dataset {script.dataset_name!r} have a null or empty "
+                    f"{column!r} (row{'s' if len(blank) > 1 else ''} {rows}, counting from 0): remove or fill those "
+                    f"rows, or {fix}"
+                )
+    if problems:
+        raise RecipeError(problems)
 
     def to_chat(row):
         messages = [{"role": "system", "content": script.system_prompt}] if script.system_prompt else []

@@ -16,14 +16,30 @@ def cache_dir() -> Path:
     return Path(os.environ.get("OPEN_GRPO_CACHE", Path.home() / ".cache" / "open_grpo"))
 
 
+def random_model_problem(name: str) -> str | None:
+    """What is wrong with a `random:<shape>` model id, if anything (checked with the recipe, before anything loads)."""
+    from .tiny import SHAPES
+
+    if not name.startswith(RANDOM_PREFIX) or name[len(RANDOM_PREFIX) :] in SHAPES:
+        return None
+    shapes = ", ".join(RANDOM_PREFIX + s for s in SHAPES)
+    return (
+        f"'model_name_or_path': unknown random model shape {name[len(RANDOM_PREFIX) :]!r} in {name!r}; "
+        f"use one of {shapes}, or a hub id or local path"
+    )
+
+
 def resolve_model(name: str) -> str:
     """The path or hub id that transformers and vLLM load."""
     if not name.startswith(RANDOM_PREFIX):
         return name
-    from .tiny import SHAPES, save_random_model
+    from .tiny import save_random_model
 
+    problem = random_model_problem(name)
+    if problem:
+        from .config import RecipeError
+
+        raise RecipeError(problem)
     shape = name[len(RANDOM_PREFIX) :]
-    if shape not in SHAPES:
-        raise ValueError(f"unknown random model shape {shape!r}; shapes: {', '.join(SHAPES)}")
     dtype = "float32" if shape == "tiny" else "bfloat16"
     return str(save_random_model(cache_dir() / f"random-qwen2-{shape}", shape=shape, dtype=dtype))

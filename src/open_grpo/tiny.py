@@ -11,8 +11,11 @@ and a Qwen2.5-style chat template: "Hello world" -> [9707, 1879], as with `Qwen/
 from __future__ import annotations
 
 import argparse
+import fcntl
 import logging
 import os
+import shutil
+import socket
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -78,14 +81,54 @@ def qwen_tokenizer():
     return tokenizer
 
 
+MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+
+
+def is_complete(path: Path) -> bool:
+    return all((path / name).is_file() for name in MODEL_FILES)
+
+
 def save_random_model(path: str | os.PathLike, shape: str = "tiny", dtype: str = "float32", seed: int = 0) -> Path:
-    """Save a Qwen2-architecture model with random weights and Qwen2.5's tokenizer to `path` (reused if present)."""
+    """Save a Qwen2-architecture model with random weights and Qwen2.5's tokenizer to `path` (reused if present).
+
+    Safe when every rank of a job calls it at once on a cold cache: one process builds (the others wait on a lock
+    file beside `path`) into a private folder that is renamed to `path` in one step once every file is written, so a
+    reader never sees a partial folder. An incomplete folder (an interrupted older build) is rebuilt.
+    """
+    path = Path(path)
+    if is_complete(path):
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or when its holder dies
+        if is_complete(path):  # built by the process that held the lock before us
+            return path
+        private = path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
+        shutil.rmtree(private, ignore_errors=True)
+        try:
+            _build_random_model(private, shape, dtype, seed)
+            # Where the lock file is not shared (some network file systems), another node may have published first.
+            if is_complete(path):
+                return path
+            if path.exists():  # incomplete: set it aside first (rename cannot replace a non-empty folder)
+                stale = path.with_name(f".{path.name}.stale-{socket.gethostname()}-{os.getpid()}")
+                os.replace(path, stale)
+                shutil.rmtree(stale, ignore_errors=True)
+            try:
+                os.replace(private, path)
+            except OSError:
+                if not is_complete(path):
+                    raise
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
+    logger.info("saved a random-weight %s Qwen2 model to %s", shape, path)
+    return path
+
+
+def _build_random_model(folder: Path, shape: str, dtype: str, seed: int) -> None:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    path = Path(path)
-    if (path / "config.json").exists() and (path / "tokenizer.json").exists():
-        return path
     tokenizer = qwen_tokenizer()
     config = Qwen2Config(
         vocab_size=151936 if shape != "tiny" else len(tokenizer),
@@ -99,17 +142,14 @@ def save_random_model(path: str | os.PathLike, shape: str = "tiny", dtype: str =
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(config).to(getattr(torch, dtype))
     model.generation_config.eos_token_id = [tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.eos_token_id]
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    try:
-        os.replace(tmp, path)  # atomic: a crash never leaves a half-written model behind
-    except OSError:  # another process (rank) finished first
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-    logger.info("saved a random-weight %s Qwen2 model to %s", shape, path)
-    return path
+    # transformers writes config and weights only on rank 0 of an initialized process group; here the model is built
+    # by whichever process holds the lock, from the same seed, so this one writes them.
+    model.should_save_on_this_rank = lambda is_main_process: True
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    if not is_complete(folder):
+        missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
+        raise RuntimeError(f"building the random model wrote no {missing} in {folder}")
 
 
 def main() -> None:

@@ -37,6 +37,7 @@ from .engine import allreduce, colocated, gathered
 from .evaluation import EvalRewards
 from .preemption import StopRequest
 from .preflight import runtime_plan
+from .rewards.limits import drop_nonfinite_sums
 from .telemetry import StepTelemetry
 
 logger = logging.getLogger(__name__)
@@ -164,6 +165,8 @@ class OpenGRPOTrainer(GRPOTrainer):
         error = None
         try:
             result = super()._calculate_rewards(inputs, *args, **kwargs)
+            place = (self.accelerator.process_index, self.accelerator.num_processes)
+            result = drop_nonfinite_sums(result, self.reward_weights, self.reward_funcs, *place)  # NaN/inf sums: None
         except Exception as e:  # on_error: raise
             error = e
         self.telemetry.phases.seconds["rewards"] += time.perf_counter() - start

@@ -7,6 +7,7 @@ text. None when the gold answer cannot be parsed, or verification fails or passe
 from __future__ import annotations
 
 from .events import note
+from .limits import bounds_itself
 from .text import answer_text, completion_text
 from .verifier import get_pool
 
@@ -25,6 +26,7 @@ def check_answers(completions, solution, timeout: float) -> list[float | None]:
     return [o.value for o in outcomes]
 
 
+@bounds_itself  # the verifier bounds each completion: no default time_limit for the call
 def accuracy(completions, *, timeout: float = 5.0, **columns) -> list[float | None]:
     """Math answer correctness via math-verify, from `<answer>` or `\\boxed{}`; None if the gold is unparseable."""
     return check_answers(completions, columns.get("solution"), timeout)

@@ -9,9 +9,11 @@ from __future__ import annotations
 import math
 
 from .accuracy import check_answers
+from .limits import bounds_itself
 from .text import completion_text
 
 
+@bounds_itself  # the verifier bounds each completion: no default time_limit for the call
 def length(completions, *, timeout: float = 5.0, **columns) -> list[float | None]:
     """Kimi 1.5: correct -> 0.5 - (len - min) / (max - min); wrong -> min(0, that). Lengths in characters."""
     correct = check_answers(completions, columns.get("solution"), timeout)
@@ -26,6 +28,7 @@ def length(completions, *, timeout: float = 5.0, **columns) -> list[float | None
     return rewards
 
 
+@bounds_itself  # the verifier bounds each completion: no default time_limit for the call
 def cosine(
     completions,
     *,

@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from .events import collecting
+from .events import collecting, note
+from .limits import RewardTimeout, TimeLimitedCaller, as_score, default_time_limit
 
 logger = logging.getLogger(__name__)
 
 GROUP = "open_grpo.rewards"
-RESERVED_KEYS = ("name", "weight", "on_error")
+RESERVED_KEYS = ("name", "weight", "on_error", "time_limit")
 ON_ERROR = ("none", "zero", "raise")
 
 
@@ -111,6 +112,7 @@ class RewardSpec:
     name: str
     weight: float = 1.0
     on_error: str = "none"
+    time_limit: float | None = None  # seconds for one call over a batch; None: the reward's default (limits.py)
     params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -132,7 +134,7 @@ def parse_reward_specs(rewards, reward_funcs=None, reward_weights=None) -> list[
     if not rewards:
         raise RewardSpecError(problems + ["no rewards: set 'rewards: [{name: accuracy}, ...]'"])
     if not isinstance(rewards, list):
-        raise RewardSpecError([f"'rewards' must be a list of mappings, got {rewards!r}"])
+        raise RewardSpecError([f"'rewards' must be a list of mappings, e.g. [{{name: accuracy}}], got {rewards!r}"])
 
     specs = []
     for i, entry in enumerate(rewards):
@@ -153,6 +155,12 @@ def parse_reward_specs(rewards, reward_funcs=None, reward_weights=None) -> list[
             problems.append(f"{where} ({name}): 'weight' must be a number, got {weight!r}")
         if on_error not in ON_ERROR:
             problems.append(f"{where} ({name}): 'on_error' must be one of {', '.join(ON_ERROR)}, got {on_error!r}")
+        time_limit = entry.get("time_limit")
+        if time_limit is not None and not _positive_number(time_limit):
+            problems.append(
+                f"{where} ({name}): 'time_limit' must be a positive number of seconds for one call over a batch, "
+                f"got {time_limit!r}"
+            )
         params = {k: v for k, v in entry.items() if k not in RESERVED_KEYS}
         allowed = info.params
         for key, value in params.items():
@@ -163,7 +171,7 @@ def parse_reward_specs(rewards, reward_funcs=None, reward_weights=None) -> list[
                 problems.append(f"{where} ({name}): unknown parameter {key!r}.{hint} Its parameters: {known}")
             elif not _same_kind(value, allowed[key]):
                 problems.append(f"{where} ({name}): {key!r} must be like its default {allowed[key]!r}, got {value!r}")
-        specs.append(RewardSpec(name=name, weight=weight, on_error=on_error, params=params))
+        specs.append(RewardSpec(name=name, weight=weight, on_error=on_error, time_limit=time_limit, params=params))
     names = [s.name for s in specs]
     for name, n in Counter(names).items():
         if n > 1:
@@ -171,6 +179,10 @@ def parse_reward_specs(rewards, reward_funcs=None, reward_weights=None) -> list[
     if problems:
         raise RewardSpecError(problems)
     return specs
+
+
+def _positive_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
 
 
 def _same_kind(value: Any, default: Any) -> bool:
@@ -184,28 +196,33 @@ def _same_kind(value: Any, default: Any) -> bool:
 
 
 class ScoredReward:
-    """What TRL calls: the reward with its recipe parameters bound, `on_error` applied and failures counted.
+    """What TRL calls: the reward with its recipe parameters bound, its `time_limit` and `on_error` applied and
+    failures counted.
 
-    `stats` accumulates per reward since the last `pop_stats()`: calls, completions, None values, errors, timeouts.
+    `stats` accumulates per reward since the last `pop_stats()`, in completions: seen, None values, errors (raised,
+    wrong shape, NaN or infinite values), timeouts (the verifier's per-item limit, or the call's `time_limit`).
     """
 
     def __init__(self, spec: RewardSpec):
         self.spec = spec
         self.func = load_reward(spec.name).func
         self.__name__ = spec.name  # TRL names the reward's metrics after this
+        limit = spec.time_limit if spec.time_limit is not None else default_time_limit(self.func)
+        self.call_bounded = TimeLimitedCaller(spec.name, limit)
         self.stats: Counter = Counter()
 
     def __call__(self, completions, **columns) -> list[float | None]:
         n = len(completions)
         with collecting() as events:
             try:
-                values = self.func(completions, **columns, **self.spec.params)
+                values = self.call_bounded(lambda: self.func(completions, **columns, **self.spec.params))
                 values = _check_values(self.spec.name, values, n)
             except Exception as e:
                 if self.spec.on_error == "raise":
                     raise
+                timed_out = isinstance(e, RewardTimeout)
                 logger.warning("reward %r failed on %d completions: %s: %s", self.spec.name, n, type(e).__name__, e)
-                events["errors"] += n
+                events["timeouts" if timed_out else "errors"] += n
                 values = [None if self.spec.on_error == "none" else 0.0] * n
         if self.spec.on_error == "zero":
             values = [0.0 if v is None else v for v in values]
@@ -226,19 +243,19 @@ class ScoredReward:
 
 
 def _check_values(name: str, values, n: int) -> list[float | None]:
+    """The reward's values as floats or None; NaN and infinities become None and count as errors."""
+    if getattr(values, "ndim", None) == 1 and hasattr(values, "tolist"):  # a numpy array or torch tensor
+        values = values.tolist()
     if not isinstance(values, (list, tuple)) or len(values) != n:
         got = len(values) if isinstance(values, (list, tuple)) else type(values).__name__
         raise TypeError(f"reward {name!r} must return a list of {n} values, got {got}")
     out = []
     for v in values:
-        if v is None:
-            out.append(None)
-        elif isinstance(v, (int, float)) and v == v:  # NaN counts as "cannot score"
-            out.append(float(v))
-        elif isinstance(v, float):
-            out.append(None)
-        else:
-            raise TypeError(f"reward {name!r} returned {v!r}: values must be numbers or None")
+        try:
+            out.append(as_score(v))
+        except TypeError as e:  # the whole call is an error, counted once per completion by the caller
+            raise TypeError(f"reward {name!r} returned {e}: values must be real numbers or None") from None
+    note("errors", sum(score is None and v is not None for score, v in zip(out, values)))
     return out
 
 

@@ -3,7 +3,10 @@
 math-verify's own timeout uses SIGALRM: it only works on the main thread and cannot interrupt long C-level arithmetic
 (power towers, deep nesting; even `str()` of a parsed result can hang). Here each item runs in a separate process;
 when an item passes its limit the worker is killed and replaced, and the item scores None. Workers are plain
-`python -m` subprocesses, so the pool works from threads, notebooks and scripts read from stdin alike.
+`python -c` subprocesses, so the pool works from threads, notebooks and scripts read from stdin alike.
+
+A worker never imports from the working directory: a user's `math_verify.py` or `json.py` there would otherwise
+shadow the real module and make every item score None. PYTHONPATH entries are kept.
 """
 
 from __future__ import annotations
@@ -19,8 +22,20 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 STARTUP_TIMEOUT_S = 120.0
+# `python -c` puts '' (the working directory) first on sys.path: drop it before anything is imported (as `-P` does on
+# Python >= 3.11), then make the parent's open_grpo importable (last, so it shadows nothing).
+WORKER_BOOTSTRAP = (
+    "import sys\n"
+    "if sys.path and sys.path[0] == '':\n"
+    "    del sys.path[0]\n"
+    "sys.path.append(sys.argv.pop(1))\n"
+    "from open_grpo.rewards.verify_worker import main\n"
+    "main()\n"
+)
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding this open_grpo package
 
 
 @dataclass
@@ -33,7 +48,7 @@ class Outcome:
 class _Worker:
     def __init__(self, memory_mb: int):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "open_grpo.rewards.verify_worker", str(memory_mb)],
+            [sys.executable, "-c", WORKER_BOOTSTRAP, PACKAGE_ROOT, str(memory_mb)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

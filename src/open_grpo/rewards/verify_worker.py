@@ -1,8 +1,9 @@
 """A math-verify worker process: reads JSON requests on stdin, writes one JSON answer per line on stdout.
 
-Started by `verifier.VerifierPool` with `python -m open_grpo.rewards.verify_worker MEMORY_MB`. It runs in its own
-process (not forked from the trainer, nothing from `__main__` re-imported) so that the pool can kill it when a parse
-or a comparison runs past its wall-clock limit, which math-verify's own SIGALRM timeout cannot guarantee.
+Started by `verifier.VerifierPool` (`python -c`, the working directory taken off sys.path first, then `main()` with
+MEMORY_MB as its argument). It runs in its own process (not forked from the trainer, nothing from `__main__`
+re-imported) so that the pool can kill it when a parse or a comparison runs past its wall-clock limit, which
+math-verify's own SIGALRM timeout cannot guarantee.
 """
 
 import json
