@@ -27,6 +27,7 @@ from . import shipped
 from .engine.allreduce import CHOICES as ALLREDUCE_CHOICES
 
 GENERATOR_PREFIX = "reasoning-gym:"
+MEMORY_CHECK_CHOICES = ("error", "warn")
 
 
 class RecipeError(ValueError):
@@ -105,6 +106,14 @@ class ScriptArguments:
         },
     )
 
+    memory_check: str = field(
+        default="error",
+        metadata={
+            "help": "What the preflight (open-grpo check, launch-args, the trainer at start-up) does with a memory plan "
+            "over the card: 'error' stops; 'warn' only warns, for a plan you know to be pessimistic for your run."
+        },
+    )
+
     save_final_model: bool = field(
         default=True,
         metadata={"help": "Save the trained model to output_dir at the end (off for throwaway runs: sanity checks)."},
@@ -133,10 +142,12 @@ def _json_arg(name: str, text: str) -> Any:
         raise RecipeError(f'--{name} must be JSON (e.g. \'[{{"name": "accuracy"}}]\'), got {text!r}: {e}') from e
 
 
-def dataclass_types() -> tuple[type, type, type]:
-    from trl import GRPOConfig, ModelConfig
+def dataclass_types(for_planning: bool = False) -> tuple[type, type, type]:
+    from trl import ModelConfig
 
-    return ScriptArguments, GRPOConfig, ModelConfig
+    from .grpo_config import PlanningGRPOConfig, RecipeGRPOConfig
+
+    return ScriptArguments, PlanningGRPOConfig if for_planning else RecipeGRPOConfig, ModelConfig
 
 
 # --------------------------------------------------------------------------------------------------- finding recipes
@@ -254,7 +265,8 @@ def load_recipe(
     """Parse and validate a recipe plus `--key value` overrides. Raises `RecipeError` listing every problem.
 
     `for_planning` parses a GPU recipe on a machine without a GPU (preflight, tests): transformers refuses
-    `bf16: true` without a GPU, so it is parsed as false and set back afterwards.
+    `bf16: true` without a GPU, so it is parsed as false and set back afterwards; the generation batch is left for
+    the preflight to judge at the target world size (grpo_config.PlanningGRPOConfig).
     """
     import torch
     from trl import TrlParser
@@ -270,12 +282,14 @@ def load_recipe(
     if problems:
         raise RecipeError(problems, path)
 
-    parser = TrlParser(dataclass_types())
+    parser = TrlParser(dataclass_types(for_planning))
     hide_bf16 = for_planning and config.get("bf16") and not torch.cuda.is_available()
     try:
         script, training, model = parser.parse_args_and_config(
             ["--config", str(path), *overrides, *(["--bf16", "false"] if hide_bf16 else [])]
         )
+    except RecipeError as e:  # open_grpo's checks inside the config classes
+        raise RecipeError(e.problems, path) from e
     except ValueError as e:  # TRL's and transformers' own __post_init__ checks
         raise RecipeError(str(e), path) from e
     except SystemExit as e:  # argparse rejected an override; it already printed why
@@ -310,6 +324,10 @@ def validate(script: ScriptArguments, training, model) -> list[str]:
     if script.vllm_allreduce_fusion not in ALLREDUCE_CHOICES:
         problems.append(
             f"'vllm_allreduce_fusion' must be one of {', '.join(ALLREDUCE_CHOICES)}, got {script.vllm_allreduce_fusion!r}"
+        )
+    if script.memory_check not in MEMORY_CHECK_CHOICES:
+        problems.append(
+            f"'memory_check' must be one of {', '.join(MEMORY_CHECK_CHOICES)}, got {script.memory_check!r}"
         )
     try:
         parse_reward_specs(script.rewards, script.reward_funcs, training.reward_weights)

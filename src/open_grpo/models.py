@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-RANDOM_PREFIX = "random:"
+from .model_shapes import RANDOM_PREFIX
 
 
 def cache_dir() -> Path:
@@ -20,7 +20,8 @@ def resolve_model(name: str) -> str:
     """The path or hub id that transformers and vLLM load."""
     if not name.startswith(RANDOM_PREFIX):
         return name
-    from .tiny import SHAPES, save_random_model
+    from .model_shapes import SHAPES
+    from .tiny import save_random_model
 
     shape = name[len(RANDOM_PREFIX) :]
     if shape not in SHAPES:

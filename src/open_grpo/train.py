@@ -90,6 +90,7 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
         max_prompt_tokens=script.max_prompt_tokens,
         vllm_sync_chunk_mib=script.vllm_sync_chunk_mib,
         vllm_allreduce_fusion=script.vllm_allreduce_fusion,
+        memory_check=script.memory_check,
     )
 
     if trainer.pop_callback(ProgressCallback) is not None:

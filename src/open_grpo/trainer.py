@@ -43,13 +43,14 @@ class OpenGRPOTrainer(GRPOTrainer):
         max_prompt_tokens: int | None = None,
         vllm_sync_chunk_mib: int = 0,
         vllm_allreduce_fusion: str = "auto",
+        memory_check: str = "error",
         **kwargs,
     ):
         training_args = kwargs["args"]
         if training_args.use_vllm and training_args.vllm_max_model_length is None and max_prompt_tokens:
             training_args.vllm_max_model_length = max_prompt_tokens + training_args.max_completion_length
         if training_args.use_vllm and isinstance(kwargs.get("model"), str):
-            self._preflight(training_args, max_prompt_tokens, kwargs["model"])
+            self._preflight(training_args, max_prompt_tokens, kwargs["model"], memory_check, vllm_allreduce_fusion)
         self.vllm_engine_kwargs = dict(vllm_engine_kwargs or {})
         if training_args.use_vllm and training_args.vllm_mode == "colocate":
             self.vllm_engine_kwargs, why = allreduce.apply(
@@ -82,12 +83,14 @@ class OpenGRPOTrainer(GRPOTrainer):
             logger.info("colocated vLLM engine: %s", engine)
 
     @staticmethod
-    def _preflight(training_args, max_prompt_tokens, model_path) -> None:
+    def _preflight(
+        training_args, max_prompt_tokens, model_path, memory_check="error", allreduce_fusion="auto"
+    ) -> None:
         """`open-grpo check` on the real world size and cards, before vLLM or the model is built."""
         from .config import RecipeError
         from .preflight import runtime_plan
 
-        result = runtime_plan(training_args, max_prompt_tokens, model_path)
+        result = runtime_plan(training_args, max_prompt_tokens, model_path, memory_check, allreduce_fusion)
         if result is None:
             return
         if training_args.process_index == 0:
