@@ -37,8 +37,11 @@ CHECKPOINT_BYTES_PER_HIDDEN = 2  # gradient checkpointing: each layer's bf16 inp
 LM_HEAD_TILE_BYTES = 4096 * 32768 * 2
 LM_HEAD_GRAD_BYTES = 4 + 2  # per element of a gradient: the fp32 accumulator and its copy in the weights' dtype
 ZERO3_LAYERS_GATHERED = 2  # the layer in use and the one prefetched
-# CUDA context and kernels (~0.6 GiB with torch 2.11 on an H200), NCCL communicators' buffers (data-parallel group,
-# vLLM's TP group) and the caching allocator's slack between reserved and allocated memory; an estimate, stated.
+# What torch's allocator never reports, per process: the CUDA context and loaded kernels (0.5-1 GiB on current
+# cards), NCCL communicators' buffers (NCCL_BUFFSIZE, 4 MiB, per channel and peer: up to ~1 GiB on 8 GPUs, for the
+# data-parallel group and vLLM's TP group), and the caching allocator's slack between reserved and allocated memory
+# as sequence lengths vary. An estimate, stated: the bench records `memory/peak_reserved_gib` and
+# `memory/device_used_gib` per step (telemetry.py) to hold it against runs.
 PER_PROCESS_OVERHEAD_GIB = 2.5
 VLLM_OVERHEAD_GIB = 1.5  # inside vLLM's share: its activations, CUDA graphs and allocator slack (an estimate)
 

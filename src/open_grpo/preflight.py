@@ -212,8 +212,8 @@ def plan(
         )
 
     if shape is None:
-        p.lines.append(f"== memory: plan skipped: {shape_note}")
-        p.warnings.append(f"memory plan skipped: no model shape ({shape_note})")
+        p.lines.append("== memory: plan skipped (no model shape: see the warning below)")
+        p.warnings.append(f"memory plan skipped: {shape_note}")
         p.data["memory_skipped"] = shape_note
         return p
     mem = memory_plan(training, shape, world=world, tp=tp, zero_stage=zero_stage, seq_len=seq_len,
