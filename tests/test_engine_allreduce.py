@@ -75,3 +75,25 @@ def test_apply_sets_the_environment_and_returns_engine_kwargs():
     environ = {"NCCL_NVLS_ENABLE": "0"}
     engine, why = apply(2, "auto", {}, environ=environ)
     assert engine == OFF and environ == {"NCCL_NVLS_ENABLE": "0"}
+
+
+def test_auto_turns_fusion_off_when_vllms_world_spans_nodes():
+    # colocated vLLM's world is every rank: on 2 nodes its FlashInfer backend choice changes, so auto turns it off
+    env, engine, why = allreduce_settings(2, "auto", {}, device_supported=True, nodes=2)
+    assert env == {} and engine == OFF and "spans 2 nodes" in why
+    assert allreduce_settings(2, "auto", {}, device_supported=True, nodes=1) == ({}, {}, None)
+    assert allreduce_settings(1, "auto", {}, nodes=4) == ({}, {}, None)  # no TP: no all-reduce to fuse
+
+
+def test_trtllm_on_several_nodes_is_refused():
+    with pytest.raises(ValueError, match="trtllm is FlashInfer's single-node backend"):
+        allreduce_settings(2, "trtllm", {}, nodes=2)
+    assert allreduce_settings(2, "off", {}, nodes=2)[1] == OFF
+
+
+def test_apply_reads_the_node_count_from_the_launcher():
+    environ = {"WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "2", "NCCL_NVLS_ENABLE": "1"}
+    engine, why = apply(2, "auto", {}, environ=environ)
+    assert engine == OFF and "spans 2 nodes" in why
+    environ = {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", BACKEND_ENV: "mnnvl"}  # one node, the user's backend
+    assert apply(2, "auto", {}, environ=environ) == ({}, None)

@@ -40,8 +40,9 @@ def slurm(tmp_path_factory):
 def _submit(slurm, tmp_path, *args):
     env = {"PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}", "ACCELERATE": "cpu",
            "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}  # fmt: skip
-    out = slurm.run("sbatch", "--parsable", "--output", f"{tmp_path}/slurm-%x-%j.out", "--chdir", str(ROOT),
-                    "--export", "ALL", str(SBATCH), "demo", "--", *args, env=env)  # fmt: skip
+    # a CPU job: the template's GPU request overridden, as slurm/README.md documents
+    out = slurm.run("sbatch", "--parsable", "--gpus-per-node=0", "--output", f"{tmp_path}/slurm-%x-%j.out", "--chdir",
+                    str(ROOT), "--export", "ALL", str(SBATCH), "demo", "--", *args, env=env)  # fmt: skip
     assert out.returncode == 0, out.stderr
     return out.stdout.strip().split(";")[0]
 

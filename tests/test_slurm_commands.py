@@ -1,4 +1,5 @@
-"""slurm/train.sbatch without a cluster: stub srun/scontrol/accelerate record the exact per-node commands."""
+"""slurm/train.sbatch without a cluster: stub srun/scontrol/accelerate/nvidia-smi record the exact per-node commands
+and stand in for a node's GPUs."""
 
 import os
 import shutil
@@ -23,13 +24,19 @@ else echo "scontrol $*" >> "$RECORD"; fi
 STUB_ACCELERATE = """#!/bin/bash
 echo "node $SLURM_NODEID: accelerate $*" >> "$RECORD"
 """
+# the node's GPUs: $STUB_GPUS cards of $STUB_GPU_MIB MiB
+STUB_NVIDIA_SMI = """#!/bin/bash
+for ((i = 0; i < ${STUB_GPUS:-8}; i++)); do echo "NVIDIA H100 80GB HBM3, ${STUB_GPU_MIB:-81559}"; done
+"""
 
 
 @pytest.fixture
 def fake_slurm(tmp_path):
     stubs = tmp_path / "bin"
     stubs.mkdir()
-    for name, body in (("srun", STUB_SRUN), ("scontrol", STUB_SCONTROL), ("accelerate", STUB_ACCELERATE)):
+    stubs_ = (("srun", STUB_SRUN), ("scontrol", STUB_SCONTROL), ("accelerate", STUB_ACCELERATE),
+              ("nvidia-smi", STUB_NVIDIA_SMI))  # fmt: skip
+    for name, body in stubs_:
         (stubs / name).write_text(body)
         (stubs / name).chmod(0o755)
     record = tmp_path / "record.txt"
@@ -38,7 +45,9 @@ def fake_slurm(tmp_path):
         record.write_text("")
         environ = {**os.environ, "PATH": f"{stubs}:{os.path.dirname(sys.executable)}:{os.environ['PATH']}",
                    "RECORD": str(record), "SLURM_JOB_NUM_NODES": str(nodes), "SLURM_JOB_NODELIST": f"gpu[01-{nodes:02d}]",
-                   "SLURM_JOB_ID": "777", "GPUS_PER_NODE": "8", **env}  # fmt: skip
+                   "SLURM_JOB_ID": "777", "SLURM_GPUS_ON_NODE": "8", **env}  # fmt: skip
+        environ = {k: v for k, v in environ.items() if v is not None}  # None: unset
+        environ.pop("CUDA_VISIBLE_DEVICES", None)
         done = subprocess.run(["bash", str(SBATCH), *args], cwd=tmp_path, env=environ, capture_output=True, text=True)
         return done, record.read_text().splitlines()
 
@@ -51,14 +60,15 @@ def test_per_node_commands(fake_slurm, nodes, tp):
     assert done.returncode == 0, done.stderr
     srun = [ln for ln in lines if ln.startswith("srun")]
     assert len(srun) == 1 and f"--nodes={nodes} --ntasks={nodes} --ntasks-per-node=1" in srun[0]
-    assert "--kill-on-bad-exit=1" in srun[0]
+    # one failing node ends all; the others get 60 s after the first exits; the task gets the node's CPUs, unpinned
+    assert all(f in srun[0] for f in ("--kill-on-bad-exit=1", "--wait=60", "--whole", "--cpu-bind=none"))
     launches = [ln for ln in lines if ln.startswith("node ")]
     assert len(launches) == nodes
     recipe = ROOT / "recipes" / "qwen-math-1.5b.yaml"
     for rank, line in enumerate(launches):
         assert line == (
             f"node {rank}: accelerate launch --config_file {ROOT / 'accelerate_configs' / 'zero3.yaml'} --num_machines {nodes} "
-            f"--num_processes {8 * nodes} --machine_rank {rank} --main_process_ip gpu01 --main_process_port 30277 "
+            f"--num_processes {8 * nodes} --machine_rank {rank} --main_process_ip gpu01 --main_process_port 20777 "
             "--deepspeed_multinode_launcher standard --rdzv_backend static --same_network "
             f"-m open_grpo.train --config {recipe} --vllm_tensor_parallel_size {tp} --max_steps 5"
         )
@@ -109,3 +119,57 @@ def test_shell_checks():
         pytest.skip("shellcheck not installed")
     out = subprocess.run(["shellcheck", str(SBATCH)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout
+
+
+def test_port_is_below_the_ephemeral_range_and_follows_the_job_id():
+    from open_grpo.launch import PORTS_IN_USE_ELSEWHERE, main_port
+
+    ports = [main_port(job) for job in range(0, 200_000, 7)]
+    assert all(20000 <= p < 29000 and p not in PORTS_IN_USE_ELSEWHERE for p in ports)
+    assert main_port(777) == 20777 and main_port(778) == 20778  # neighbouring jobs on one node differ
+
+
+def test_gpus_per_node_from_the_environment_must_agree_with_slurm(fake_slurm):
+    done, lines = fake_slurm(2, "qwen-math-1.5b", GPUS_PER_NODE="4")  # left over in the submitting shell
+    assert done.returncode == 2 and not lines
+    assert "GPUS_PER_NODE=4 in the environment, but SLURM gave this job 8" in done.stderr
+    done, lines = fake_slurm(1, "qwen-math-1.5b", GPUS_PER_NODE="8")  # agrees: fine
+    assert done.returncode == 0, done.stderr
+
+
+def test_node_gpu_count_must_match_the_layout(fake_slurm):
+    done, lines = fake_slurm(2, "qwen-math-1.5b", STUB_GPUS="4")  # SLURM says 8, the node shows 4
+    assert done.returncode == 1 and "preflight failed" in done.stderr
+    assert "asks for 8 GPUs per node but this node has 4 visible" in done.stderr
+    assert not any(ln.startswith(("srun", "node ")) for ln in lines)
+
+
+def test_no_gpu_in_a_gpu_job_stops_with_the_reason(fake_slurm):
+    done, lines = fake_slurm(1, "qwen-math-1.5b", STUB_GPUS="0", SLURM_GPUS_ON_NODE=None)
+    assert done.returncode == 1 and "no GPU is visible on this node" in done.stderr
+    assert not lines
+
+
+def test_gpus_and_memory_come_from_the_node_without_slurm_counts(fake_slurm):
+    # neither SLURM nor the environment says how many GPUs: the node's own (4 cards of 40 GiB) are planned for
+    done, lines = fake_slurm(1, "qwen-math-1.5b", STUB_GPUS="4", STUB_GPU_MIB="40960", SLURM_GPUS_ON_NODE=None)
+    assert done.returncode == 0, done.stderr
+    (launch,) = [ln for ln in lines if ln.startswith("node ")]
+    assert "--num_processes 4 " in launch
+
+
+def test_setup_file_sourced_without_set_u(fake_slurm, tmp_path):
+    setup = tmp_path / "setup.sh"
+    setup.write_text('echo "module system reads $SOME_UNSET_VARIABLE"\nexport SETUP_RAN=1\n')
+    done, lines = fake_slurm(1, "qwen-math-1.5b", OPEN_GRPO_SLURM_SETUP=str(setup))
+    assert done.returncode == 0, done.stderr
+    assert "module system reads" in done.stdout
+
+
+def test_unknown_model_launches_with_the_memory_plan_skipped(fake_slurm, tmp_path):
+    recipe = ROOT / "recipes" / "qwen-math-1.5b.yaml"
+    done, lines = fake_slurm(1, str(recipe), "--", "--model_name_or_path", "Qwen/Qwen2.5-0.5B-Instruct",
+                             HF_HUB_CACHE=str(tmp_path / "empty-cache"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "memory plan skipped" in done.stderr and "preflight failed" not in done.stderr
+    assert any(ln.startswith("node 0: accelerate launch") for ln in lines)

@@ -30,6 +30,7 @@ from .models import random_model_problem
 from .rewards.registry import RewardSpecError, parse_reward_specs
 
 GENERATOR_PREFIX = "reasoning-gym:"
+MEMORY_CHECK_CHOICES = ("error", "warn")
 
 
 class RecipeError(ValueError):
@@ -127,6 +128,14 @@ class ScriptArguments:
         },
     )
 
+    memory_check: str = field(
+        default="error",
+        metadata={
+            "help": "What the preflight (open-grpo check, launch-args, the trainer at start-up) does with a memory plan "
+            "over the card: 'error' stops; 'warn' only warns, for a plan you know to be pessimistic for your run."
+        },
+    )
+
     save_final_model: bool = field(
         default=True,
         metadata={"help": "Save the trained model to output_dir at the end (off for throwaway runs: sanity checks)."},
@@ -215,10 +224,12 @@ def _json_arg(text: str, expected: str, json_example: str) -> Any:
         raise RecipeError(f"{expected}; on the command line as JSON ('{json_example}'); got {text!r}") from None
 
 
-def dataclass_types() -> tuple[type, type, type]:
-    from trl import GRPOConfig, ModelConfig
+def dataclass_types(for_planning: bool = False) -> tuple[type, type, type]:
+    from trl import ModelConfig
 
-    return ScriptArguments, GRPOConfig, ModelConfig
+    from .grpo_config import PlanningGRPOConfig, RecipeGRPOConfig
+
+    return ScriptArguments, PlanningGRPOConfig if for_planning else RecipeGRPOConfig, ModelConfig
 
 
 # --------------------------------------------------------------------------------------------------- finding recipes
@@ -347,14 +358,14 @@ def check_override_keys(overrides: list[str] | tuple[str, ...]) -> list[str]:
     return problems
 
 
-def _recipe_parser():
+def _recipe_parser(for_planning: bool = False):
     from trl import TrlParser
 
     class RecipeParser(TrlParser):
         def error(self, message):  # argparse would print its usage (200+ options) and exit
             raise RecipeError(f"bad command-line override: {message}")
 
-    return RecipeParser(dataclass_types())
+    return RecipeParser(dataclass_types(for_planning))
 
 
 # ---------------------------------------------------------------------------------------------------------- loading
@@ -374,7 +385,8 @@ def load_recipe(
     """Parse and validate a recipe plus `--key value` overrides. Raises `RecipeError` listing every problem.
 
     `for_planning` parses a GPU recipe on a machine without a GPU (preflight, tests): transformers refuses
-    `bf16: true` without a GPU, so it is parsed as false and set back afterwards.
+    `bf16: true` without a GPU, so it is parsed as false and set back afterwards; the generation batch is left for
+    the preflight to judge at the target world size (grpo_config.PlanningGRPOConfig).
     """
     import torch
 
@@ -389,7 +401,7 @@ def load_recipe(
     if problems:
         raise RecipeError(problems, path)
 
-    parser = _recipe_parser()
+    parser = _recipe_parser(for_planning)
     hide_bf16 = for_planning and config.get("bf16") and not torch.cuda.is_available()
     try:
         script, training, model = parser.parse_args_and_config(
@@ -448,6 +460,10 @@ def validate(script: ScriptArguments, training, model) -> list[str]:
     if script.vllm_allreduce_fusion not in ALLREDUCE_CHOICES:
         problems.append(
             f"'vllm_allreduce_fusion' must be one of {', '.join(ALLREDUCE_CHOICES)}, got {script.vllm_allreduce_fusion!r}"
+        )
+    if script.memory_check not in MEMORY_CHECK_CHOICES:
+        problems.append(
+            f"'memory_check' must be one of {', '.join(MEMORY_CHECK_CHOICES)}, got {script.memory_check!r}"
         )
     try:
         parse_reward_specs(script.rewards, script.reward_funcs, training.reward_weights)

@@ -2,58 +2,114 @@
 
 Runs the preflight checks of `open-grpo check` for this layout (a bad TP for the node size stops the job here,
 with the reason, before any GPU work) and prints shell assignments for `slurm/train.sbatch` to source:
-OG_RECIPE_PATH, OG_OUTPUT_DIR, OG_NUM_NODES, OG_WORLD_SIZE, OG_TP, OG_MAIN_HOST, OG_MAIN_PORT and OG_LAUNCH (the
-per-node `accelerate launch` command; each node fills in its rank from $SLURM_NODEID).
+OG_RECIPE_PATH, OG_OUTPUT_DIR, OG_NUM_NODES, OG_GPUS_PER_NODE, OG_WORLD_SIZE, OG_TP, OG_MAIN_HOST, OG_MAIN_PORT and
+OG_LAUNCH (the per-node `accelerate launch` command; each node fills in its rank from $SLURM_NODEID).
+
+Inside a job (SLURM_JOB_ID set) the plan uses this node's real GPUs: their count must match the layout and their
+memory is the card's, with no default. Outside a job it plans for --gpus-per-node (default 8) cards of
+--gpu-mem-gib (default: this machine's, else 80 GiB), and says so.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 
 from . import shipped
 from .config import RecipeError, load_recipe
-from .preflight import ZERO_STAGE, PlanFailed, card_memory_gib, model_facts, plan
+from .preflight import (
+    DEFAULT_GPUS_PER_NODE,
+    ZERO_STAGE,
+    PlanFailed,
+    card_memory_gib,
+    layout_problems,
+    plan_recipe,
+    visible_gpus,
+)
+
+# The rendezvous port of a job: derived from the job id, so two jobs sharing a node differ, inside 20000-28999:
+# below Linux's ephemeral range (32768-60999, where the kernel hands out the ports of outgoing connections, so a
+# port there may already be taken) and clear of the well-known ports (< 1024), torch's defaults (29400, 29500)
+# and the services a compute node may run in that range.
+PORT_BASE, PORT_SPAN = 20000, 9000
+PORTS_IN_USE_ELSEWHERE = {24007, 24008, 27017, 27018, 27019}  # GlusterFS, MongoDB
+
+
+def main_port(job_id: int) -> int:
+    port = PORT_BASE + job_id % PORT_SPAN
+    while port in PORTS_IN_USE_ELSEWHERE:
+        port += 1
+    return port
+
+
+def node_gpus(gpus_per_node: int | None, gpu_mem_gib: float | None, in_job: bool, where: str):
+    """(GPUs per node, card memory in GiB, notes): inside a job from this node's GPUs, checked against the layout;
+    outside, the given values or the documented defaults, with a note saying which."""
+    if in_job:
+        gpus = visible_gpus()
+        if not gpus:
+            raise PlanFailed(["no GPU is visible on this node (nvidia-smi lists none): submit with GPUs "
+                              "(sbatch --gpus-per-node=N), or run the CPU demo with ACCELERATE=cpu"], where)  # fmt: skip
+        if gpus_per_node is not None and gpus_per_node != len(gpus):
+            raise PlanFailed([f"the layout asks for {gpus_per_node} GPUs per node but this node has {len(gpus)} "
+                              f"visible ({gpus[0][0]}): submit with --gpus-per-node={len(gpus)}, or ask SLURM for "
+                              f"{gpus_per_node} (sbatch --gpus-per-node={gpus_per_node})"], where)  # fmt: skip
+        return len(gpus), gpu_mem_gib or gpus[0][1], []
+    notes = []
+    if gpus_per_node is None:
+        gpus_per_node = DEFAULT_GPUS_PER_NODE
+        notes.append(f"not in a job: planned for {gpus_per_node} GPUs per node, the default (set --gpus-per-node)")
+    if gpu_mem_gib is None:
+        gpu_mem_gib, source = card_memory_gib()
+        notes.append(f"card memory {gpu_mem_gib:g} GiB from {source}")
+    return gpus_per_node, gpu_mem_gib, notes
 
 
 def launch_args(
     recipe: str,
     nodes: int,
-    gpus_per_node: int,
+    gpus_per_node: int | None,
     accelerate: str,
     main_host: str,
     tp: int | None = None,
     job_id: int = 0,
     extra: list[str] | tuple[str, ...] = (),
     gpu_mem_gib: float | None = None,
-) -> dict[str, str]:
-    """The job's derived values. Raises `RecipeError` for a recipe or usage problem, `PlanFailed` listing every
-    problem of this layout."""
+    environ=os.environ,
+) -> tuple[dict[str, str], list[str]]:
+    """(the job's derived values, notes for the log). Raises `RecipeError` for a recipe or usage problem,
+    `PlanFailed` listing every problem of this layout."""
     cpu = accelerate == "cpu"
+    problems = layout_problems(gpus_per_node if gpus_per_node is not None else 1, nodes)
+    if tp is not None and tp < 1:
+        problems.append(f"--tp must be at least 1, got {tp}")
+    if problems:
+        raise RecipeError(problems, "launch-args")
     overrides = list(extra) + (["--vllm_tensor_parallel_size", str(tp)] if tp else [])
     cfg = load_recipe(recipe, overrides, for_planning=True)
     training = cfg.training
     tp = tp or training.vllm_tensor_parallel_size
-    where = f"{cfg.path} on {nodes} node(s) x {gpus_per_node} GPU(s), TP {tp}"
+    where = f"{cfg.path} on {nodes} node(s), TP {tp}"
     if accelerate not in ZERO_STAGE:
         raise RecipeError(f"unknown accelerate config {accelerate!r}; known: {', '.join(ZERO_STAGE)}", where)
     if cpu and (nodes != 1 or training.use_vllm):
         raise RecipeError("ACCELERATE=cpu runs one process on one node without vLLM (recipes/demo.yaml)", where)
-    procs_per_node = 1 if cpu else gpus_per_node
+    notes = []
+    procs_per_node = 1
     if not cpu:
-        result = plan(
-            training,
-            cfg.script.max_prompt_tokens,
-            model_facts(cfg.model.model_name_or_path),
-            gpus_per_node=gpus_per_node,
-            nodes=nodes,
-            gpu_mem_gib=gpu_mem_gib or card_memory_gib()[0],
-            zero_stage=ZERO_STAGE[accelerate],
-        )
+        procs_per_node, gpu_mem_gib, notes = node_gpus(gpus_per_node, gpu_mem_gib, "SLURM_JOB_ID" in environ, where)
+        result = plan_recipe(cfg, gpus_per_node=procs_per_node, nodes=nodes, gpu_mem_gib=gpu_mem_gib,
+                             zero_stage=ZERO_STAGE[accelerate])  # fmt: skip
         if result.errors:
-            raise PlanFailed(result.errors, where)
+            raise PlanFailed(result.errors, f"{where} x {procs_per_node} GPU(s)")
+        notes += [f"warning: {w}" for w in result.warnings]
+        colocated = training.use_vllm and training.vllm_mode == "colocate"
+        if nodes > 1 and colocated and not environ.get("GLOO_SOCKET_IFNAME"):
+            notes.append("warning: GLOO_SOCKET_IFNAME is not set: colocated vLLM joins every rank of every node in "
+                         "one gloo group, which otherwise uses the interface of the host name (slurm/README.md)")  # fmt: skip
 
     world = nodes * procs_per_node
-    port = 29500 + job_id % 10000  # one port per job: two jobs on one node do not collide
+    port = main_port(job_id)
     config_file = shipped.accelerate_config(accelerate)  # absolute: the job may start in another directory
     launch = ["accelerate", "launch", "--config_file", str(config_file), "--num_machines", str(nodes),
               "--num_processes", str(world), "--machine_rank", "$SLURM_NODEID", "--main_process_ip", main_host,
@@ -68,13 +124,15 @@ def launch_args(
     launch += list(extra)
     # every word quoted for the node's shell, except the rank it fills in
     command = " ".join(w if w == "$SLURM_NODEID" else shlex.quote(w) for w in launch)
-    return {
+    values = {
         "OG_RECIPE_PATH": str(cfg.path),
         "OG_OUTPUT_DIR": str(training.output_dir),
         "OG_NUM_NODES": str(nodes),
+        "OG_GPUS_PER_NODE": str(0 if cpu else procs_per_node),
         "OG_WORLD_SIZE": str(world),
         "OG_TP": str(tp),
         "OG_MAIN_HOST": main_host,
         "OG_MAIN_PORT": str(port),
         "OG_LAUNCH": command,
     }
+    return values, notes

@@ -134,9 +134,10 @@ class AdapterPlan:
 
 def _modules(facts) -> dict[str, tuple[int, int]]:
     """Every adaptable module of a Qwen2-style model (the shape `ModelFacts` describes) -> (in, out) features."""
-    h, kv, i = facts.hidden_size, facts.num_key_value_heads * facts.head_dim, facts.intermediate_size
-    per_layer = {"self_attn.q_proj": (h, h), "self_attn.k_proj": (h, kv), "self_attn.v_proj": (h, kv),
-                 "self_attn.o_proj": (h, h), "mlp.gate_proj": (h, i), "mlp.up_proj": (h, i), "mlp.down_proj": (i, h)}  # fmt: skip
+    h, i = facts.hidden_size, facts.intermediate_size
+    q, kv = facts.num_attention_heads * facts.head_size, facts.num_key_value_heads * facts.head_size
+    per_layer = {"self_attn.q_proj": (h, q), "self_attn.k_proj": (h, kv), "self_attn.v_proj": (h, kv),
+                 "self_attn.o_proj": (q, h), "mlp.gate_proj": (h, i), "mlp.up_proj": (h, i), "mlp.down_proj": (i, h)}  # fmt: skip
     out = {
         f"model.layers.{n}.{name}": shape for n in range(facts.num_hidden_layers) for name, shape in per_layer.items()
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-RANDOM_PREFIX = "random:"
+from .model_shapes import RANDOM_PREFIX
 
 
 def cache_dir() -> Path:

@@ -1,11 +1,11 @@
 """Preflight: will this recipe run on this cluster? Offline, no GPU, in seconds.
 
-    open-grpo check qwen-math-1.5b                          # 1 node x 8 GPUs of 80 GiB, ZeRO-3
+    open-grpo check qwen-math-1.5b                          # 1 node x 8 GPUs, this machine's card (else 80 GiB)
     open-grpo check qwen-math-7b --nodes 2 --gpus-per-node 4 --gpu-mem-gib 141 --accelerate zero2
 
 Prints the process layout (data-parallel replicas, tensor-parallel groups of consecutive ranks), the batch
-arithmetic and a memory plan per GPU; exits non-zero listing every problem. The trainer runs the same checks at
-start-up with the real world size and cards.
+arithmetic for the target world size and a memory plan per GPU in named terms (memory_plan.py); lists every
+problem. The trainer runs the same checks at start-up with the real world size and cards.
 """
 
 from __future__ import annotations
@@ -15,82 +15,61 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
-from pathlib import Path
 
-GIB = 2**30
-VLLM_OVERHEAD_GIB = 1.5  # vLLM's own activations, CUDA graphs and allocator slack (a stated estimate)
+from .lora import adapter_plan, trainer_adapter_plan
+from .memory_plan import GIB, describe, fits_one_gpu, memory_plan
+from .model_shapes import ModelShape, find_shape
 
-# Model facts for the models the recipes name, so `check` works offline.
-KNOWN_MODELS = {
-    "Qwen/Qwen2.5-Math-1.5B": dict(hidden_size=1536, num_hidden_layers=28, num_attention_heads=12,
-                                   num_key_value_heads=2, intermediate_size=8960, vocab_size=151936,
-                                   tie_word_embeddings=True),
-    "Qwen/Qwen2.5-Math-7B": dict(hidden_size=3584, num_hidden_layers=28, num_attention_heads=28,
-                                 num_key_value_heads=4, intermediate_size=18944, vocab_size=152064,
-                                 tie_word_embeddings=False),
-}  # fmt: skip
-
-DEFAULT_GPU_MEM_GIB = 80.0  # planning offline with no GPU visible: an 80 GB card (A100/H100), the common case
+# Planning outside a job with no GPU visible: an 80 GB card (A100/H100), the common case, said so in the output.
+DEFAULT_GPU_MEM_GIB = 80.0
+DEFAULT_GPUS_PER_NODE = 8  # the same, for the GPU count per node
+DEFAULT_PROMPT_TOKENS = 512  # planned prompt length when the recipe sets no max_prompt_tokens
 ZERO_STAGE = {"zero3": 3, "zero2": 2, "zero1": 1, "ddp": 0, "single_gpu": 0, "cpu": 0}
 
 
+def visible_gpus() -> list[tuple[str, float]]:
+    """(name, memory in GiB) of each GPU this process may use, from nvidia-smi (no CUDA context is created), limited
+    to CUDA_VISIBLE_DEVICES where the job's launcher set it. Empty where none is visible."""
+    if not shutil.which("nvidia-smi"):
+        return []
+    out = subprocess.run(
+        ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0:
+        return []
+    gpus = []
+    for line in out.stdout.splitlines():
+        if "," in line:
+            name, mib = line.rsplit(",", 1)
+            gpus.append((name.strip(), float(mib) / 1024))
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        gpus = gpus[: len([d for d in visible.split(",") if d.strip()])]
+    return gpus
+
+
 def card_memory_gib() -> tuple[float, str]:
-    """(memory of this machine's first GPU in GiB, where that number comes from). Asks nvidia-smi, so no CUDA context
-    is created; with no GPU visible, the documented default and a note saying so."""
-    if shutil.which("nvidia-smi"):
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-        )
-        if out.returncode == 0 and out.stdout.strip():
-            name, mib = out.stdout.splitlines()[0].rsplit(",", 1)
-            return float(mib) / 1024, f"this machine's {name.strip()}"
-    return DEFAULT_GPU_MEM_GIB, f"no GPU visible: planned for a {DEFAULT_GPU_MEM_GIB:g} GiB card (set --gpu-mem-gib)"
+    """(memory of this machine's first GPU in GiB, where that number comes from); with no GPU visible, the documented
+    default and a note saying so."""
+    gpus = visible_gpus()
+    if gpus:
+        return gpus[0][1], f"this machine's {gpus[0][0]}"
+    return (
+        DEFAULT_GPU_MEM_GIB,
+        f"no GPU visible: planned for a card of {DEFAULT_GPU_MEM_GIB:g} GiB, the default (set --gpu-mem-gib)",
+    )
 
 
-@dataclass
-class ModelFacts:
-    hidden_size: int
-    num_hidden_layers: int
-    num_attention_heads: int
-    num_key_value_heads: int
-    intermediate_size: int
-    vocab_size: int
-    tie_word_embeddings: bool
+def model_facts(name: str, revision: str | None = None) -> ModelShape:
+    """The shape of a model the preflight knows (model_shapes.find_shape); `RecipeError` for one it does not."""
+    from .config import RecipeError
 
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
-
-    @property
-    def num_params(self) -> int:
-        h, kv = self.hidden_size, self.num_key_value_heads * self.head_dim
-        attn = h * h + 2 * h * kv + h * h + h + 2 * kv  # q, k, v, o (+ q/k/v biases, as Qwen2)
-        mlp = 3 * h * self.intermediate_size
-        embed = self.vocab_size * h * (1 if self.tie_word_embeddings else 2)
-        return embed + self.num_hidden_layers * (attn + mlp + 2 * h) + h
-
-
-def model_facts(name: str) -> ModelFacts:
-    """From a local config.json, a `random:<shape>` name, or the built-in table."""
-    from .models import RANDOM_PREFIX
-
-    keys = ModelFacts.__dataclass_fields__
-    if name.startswith(RANDOM_PREFIX):
-        from .tiny import SHAPES
-
-        shape = SHAPES[name[len(RANDOM_PREFIX) :]]
-        return ModelFacts(vocab_size=151665 if name.endswith("tiny") else 151936, **shape)
-    config = Path(name) / "config.json"
-    if config.is_file():
-        data = json.loads(config.read_text())
-        data.setdefault("num_key_value_heads", data.get("num_attention_heads"))
-        data.setdefault("tie_word_embeddings", False)
-        return ModelFacts(**{k: data[k] for k in keys})
-    if name in KNOWN_MODELS:
-        return ModelFacts(**KNOWN_MODELS[name])
-    raise KeyError(f"no facts for model {name!r}: give a local path with config.json (or add it to KNOWN_MODELS)")
+    shape, where = find_shape(name, revision)
+    if shape is None:
+        raise RecipeError(f"no shape for model_name_or_path {where}")
+    return shape
 
 
 class PlanFailed(Exception):
@@ -106,6 +85,7 @@ class Plan:
     lines: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    data: dict = field(default_factory=dict)  # the layout, batch and memory numbers, for --json
 
     def render(self) -> str:
         out = list(self.lines)
@@ -113,24 +93,76 @@ class Plan:
         out += [f"ERROR: {e}" for e in self.errors]
         return "\n".join(out)
 
+    def to_json(self, **extra) -> str:
+        return json.dumps({**extra, **self.data, "warnings": self.warnings, "errors": self.errors}, indent=1)
+
+
+def layout_problems(gpus_per_node: int, nodes: int) -> list[str]:
+    """Command-line layout values no plan can use."""
+    return [f"{flag} must be at least 1, got {value}" for flag, value in
+            (("--gpus-per-node", gpus_per_node), ("--nodes", nodes)) if value < 1]  # fmt: skip
+
+
+def batch_plan(training, world: int) -> tuple[dict, list[str]]:
+    """The generation batch for `world` ranks, derived as TRL derives it at start-up, and its problems."""
+    per_device, generations = training.per_device_train_batch_size, training.num_generations
+    global_batch = per_device * world
+    problems = []
+    if training.steps_per_generation is not None:
+        spg = training.steps_per_generation
+    elif training.generation_batch_size is not None:
+        spg = max(1, training.generation_batch_size // global_batch)
+        if training.generation_batch_size % global_batch:
+            problems.append(
+                f"generation_batch_size {training.generation_batch_size} is not a multiple of the global batch "
+                f"per_device_train_batch_size {per_device} x world size {world} = {global_batch}: set it to a "
+                f"multiple of {global_batch}, or set steps_per_generation instead"
+            )
+    else:
+        spg = training.gradient_accumulation_steps
+    generation_batch = global_batch * spg
+    if generation_batch % generations:
+        fits = next(b for b in range(per_device, per_device + generations + 1) if b * world * spg % generations == 0)
+        problems.append(
+            f"the generation batch per_device_train_batch_size {per_device} x world size {world} x "
+            f"steps_per_generation {spg} = {generation_batch} completions does not hold whole groups of "
+            f"num_generations {generations}: use per_device_train_batch_size {fits}, or change steps_per_generation "
+            "or num_generations"
+        )
+    batch = {
+        "completions_per_step": global_batch * training.gradient_accumulation_steps,
+        "prompts_per_step": global_batch * training.gradient_accumulation_steps / generations,
+        "completions_per_gpu_per_step": per_device * training.gradient_accumulation_steps,
+        "steps_per_generation": spg,
+        "generation_batch": generation_batch,
+    }
+    return batch, problems
+
 
 def plan(
     training,
     max_prompt_tokens: int | None,
-    facts: ModelFacts,
+    shape: ModelShape | None,
     *,
     gpus_per_node: int,
     nodes: int,
     gpu_mem_gib: float,
     zero_stage: int,
+    memory_check: str = "error",
+    allreduce_fusion: str = "auto",
+    model_dtype: str | None = "bfloat16",
+    shape_note: str = "",
     adapter=None,
 ) -> Plan:
-    """Layout, batch arithmetic and memory per GPU for a recipe on `nodes` x `gpus_per_node` cards. `adapter`: a
-    `lora.AdapterPlan` for a LoRA run (gradients and optimizer state for the adapter only, the base frozen)."""
+    """Layout, batch arithmetic and memory per GPU for a recipe on `nodes` x `gpus_per_node` cards. A None `shape`
+    (a model the preflight cannot see) skips the checks that need it, saying why (`shape_note`). `adapter`: a
+    `lora.AdapterPlan` for a LoRA run."""
+    from .engine.allreduce import multi_node_problem
+
     p = Plan()
     world = gpus_per_node * nodes
-    tp = training.vllm_tensor_parallel_size if training.use_vllm and training.vllm_mode == "colocate" else 1
     colocate = training.use_vllm and training.vllm_mode == "colocate"
+    tp = training.vllm_tensor_parallel_size if colocate else 1
 
     # Layout.
     p.lines.append(f"== layout: {nodes} node(s) x {gpus_per_node} GPU(s) = world size {world}")
@@ -141,130 +173,133 @@ def plan(
             f"vllm_tensor_parallel_size {tp} does not divide {gpus_per_node} GPUs per node: a TP group would span "
             "nodes (TRL groups consecutive ranks); pick a TP that divides the GPUs per node"
         )
-    if facts.num_attention_heads % tp:
-        p.errors.append(f"the model's {facts.num_attention_heads} attention heads do not divide by TP {tp}")
+    if shape is not None and shape.num_attention_heads % tp:
+        p.errors.append(f"the model's {shape.num_attention_heads} attention heads do not divide by TP {tp}")
+    if colocate and multi_node_problem(tp, allreduce_fusion, nodes):
+        p.errors.append(multi_node_problem(tp, allreduce_fusion, nodes))
+    layout = {"nodes": nodes, "gpus_per_node": gpus_per_node, "world_size": world, "zero_stage": zero_stage,
+              "generation": "colocate" if colocate else "server" if training.use_vllm else "transformers",
+              "vllm_tensor_parallel_size": tp, "vllm_engines": world // tp if colocate else 0}  # fmt: skip
     if colocate and not p.errors:
         groups = [list(range(i, i + tp)) for i in range(0, world, tp)]
         shown = ", ".join(str(g) for g in groups[:8]) + (" ..." if len(groups) > 8 else "")
         p.lines.append(f"training: {world} data-parallel ranks, ZeRO stage {zero_stage}")
         p.lines.append(f"vLLM (colocated): {len(groups)} engine(s), TP {tp}, groups of consecutive ranks: {shown}")
-    elif training.use_vllm:
+        if tp > 1 and nodes > 1 and allreduce_fusion == "auto":
+            p.lines.append(f"vLLM's world spans {nodes} nodes: its fused all-reduce is turned off (auto)")
+    elif training.use_vllm and not colocate:
         p.lines.append(f"vLLM: server mode at {training.vllm_server_host}:{training.vllm_server_port} (separate GPUs)")
-    else:
+    elif not training.use_vllm:
         p.lines.append("generation: transformers (use_vllm: false)")
 
-    # Batch arithmetic.
-    per_device = training.per_device_train_batch_size
-    spg = training.steps_per_generation or training.gradient_accumulation_steps
-    completions_per_step = per_device * world * training.gradient_accumulation_steps
-    generation_batch = per_device * world * spg
-    prompt_len = max_prompt_tokens or 512
-    seq_len = prompt_len + training.max_completion_length
+    # Batch arithmetic, at the target world size.
+    batch, problems = batch_plan(training, world)
+    p.errors += problems
+    spg = batch["steps_per_generation"]
+    seq_len = (max_prompt_tokens or DEFAULT_PROMPT_TOKENS) + training.max_completion_length
+    sequences_per_engine = training.per_device_train_batch_size * spg * tp
+    batch.update(max_sequence_tokens=seq_len, sequences_per_engine=sequences_per_engine)
     p.lines.append("== batch")
     p.lines.append(
-        f"per optimizer step: {completions_per_step} completions = {completions_per_step // training.num_generations} "
-        f"prompts x {training.num_generations} generations; per GPU: {per_device * training.gradient_accumulation_steps}"
+        f"per optimizer step: {batch['completions_per_step']} completions = {batch['prompts_per_step']:g} prompts x "
+        f"{training.num_generations} generations; per GPU: {batch['completions_per_gpu_per_step']}"
     )
     p.lines.append(
-        f"generation batch: {generation_batch} completions (every {spg} step(s)); per vLLM engine: "
-        f"{per_device * spg * tp} sequences of <= {seq_len} tokens"
+        f"generation batch: {batch['generation_batch']} completions (every {spg} step(s)); per vLLM engine: "
+        f"{sequences_per_engine} sequences of <= {seq_len} tokens"
     )
-    if generation_batch % training.num_generations:
+    p.data.update(layout=layout, batch=batch, memory_gib=None)
+    if colocate and training.vllm_max_model_length is not None and training.vllm_max_model_length < seq_len:
         p.errors.append(
-            f"num_generations {training.num_generations} does not divide the generation batch {generation_batch}"
+            f"vllm_max_model_length {training.vllm_max_model_length} is below max prompt + max completion = {seq_len}"
         )
 
-    # Memory per GPU.
-    params = facts.num_params
-    # LoRA (lora.py): only the adapter's parameters get gradients and optimizer state; the frozen base is bf16/4-bit.
-    trainable = params if adapter is None else adapter.trainable_params
-    base_bytes = 2 * params if adapter is None else adapter.base_weight_bytes + 2 * trainable
-    shard = {0: (1, 1, 1), 1: (1, 1, world), 2: (1, world, world), 3: (world, world, world)}[zero_stage]
-    weights = base_bytes / shard[0]  # bf16
-    grads = 2 * trainable / shard[1]
-    optim = 12 * trainable / shard[2]  # fp32 master copy + Adam's two moments
-    tokens = per_device * seq_len
-    layer_act = tokens * facts.hidden_size * 2
-    if training.gradient_checkpointing:
-        acts = layer_act * facts.num_hidden_layers + 16 * layer_act  # checkpoints + one layer recomputed
-    else:
-        acts = 17 * layer_act * facts.num_hidden_layers  # ~34 bytes per token per hidden unit per layer
-    logits = tokens * facts.vocab_size * 4 * 2  # fp32 logits and log-softmax of the micro-batch
-    training_share = weights + grads + optim + acts + logits
-    card = gpu_mem_gib * GIB
-    p.lines.append(f"== memory per GPU ({gpu_mem_gib:g} GiB card, model {params / 1e9:.2f} B params)")
+    if shape is None:
+        p.lines.append("== memory: plan skipped (no model shape: see the warning below)")
+        p.warnings.append(f"memory plan skipped: {shape_note}")
+        p.data["memory_skipped"] = shape_note
+        return p
+    mem = memory_plan(training, shape, world=world, tp=tp, zero_stage=zero_stage, seq_len=seq_len,
+                      sequences_per_engine=sequences_per_engine, gpu_mem_gib=gpu_mem_gib, model_dtype=model_dtype,
+                      colocate=colocate, adapter=adapter)  # fmt: skip
     if adapter is not None:
-        p.lines.append(adapter.describe(params) + "; gradients and optimizer state for the adapter only")
-    p.lines.append(f"policy weights {weights / GIB:.2f} GiB, gradients {grads / GIB:.2f}, optimizer {optim / GIB:.2f}")
-    p.lines.append(f"activations (estimate) {acts / GIB:.2f} GiB + logits {logits / GIB:.2f} GiB for {tokens} tokens")
-    vllm_share = 0.0
-    if colocate:
-        vllm_share = training.vllm_gpu_memory_utilization * card
-        vllm_weights = (2 * params if adapter is None else adapter.base_weight_bytes) / tp  # QLoRA: 4-bit in vLLM
-        kv_per_token = 2 * facts.num_hidden_layers * max(1, facts.num_key_value_heads // tp) * facts.head_dim * 2
-        kv_bytes = vllm_share - vllm_weights - VLLM_OVERHEAD_GIB * GIB
-        kv_tokens = int(max(0, kv_bytes) // kv_per_token)
-        need_tokens = per_device * spg * tp * seq_len
+        p.lines.append(adapter.describe(shape.num_params) + "; gradients and optimizer state for the adapter only")
+    _judge_memory(p, mem, shape, tp=tp, world=world, zero_stage=zero_stage, gpu_mem_gib=gpu_mem_gib,
+                  memory_check=memory_check, training=training, shape_note=shape_note)  # fmt: skip
+    return p
+
+
+def _judge_memory(p: Plan, mem, shape, *, tp, world, zero_stage, gpu_mem_gib, memory_check, training, shape_note):
+    card = gpu_mem_gib * GIB
+    p.data["memory_gib"] = {**mem.gib(), "card": round(gpu_mem_gib, 2)}
+    p.data["model"] = {"params": shape.num_params, "shape_from": shape_note}
+    p.lines.append(f"== memory per GPU ({gpu_mem_gib:g} GiB card; model {shape.num_params / 1e9:.2f} B params, "
+                   f"shape from {shape_note or 'the recipe'})")  # fmt: skip
+    p.lines += describe(mem)
+    if "vllm_share" in mem.terms:
+        p.data["vllm"] = {"weights_gib": round(mem.vllm_weights / GIB, 2), "kv_cache_tokens": mem.kv_cache_tokens,
+                          "generation_batch_tokens": mem.generation_batch_tokens}  # fmt: skip
         p.lines.append(
-            f"vLLM share {vllm_share / GIB:.1f} GiB (vllm_gpu_memory_utilization {training.vllm_gpu_memory_utilization}): "
-            f"weights {vllm_weights / GIB:.2f} GiB, KV cache {kv_tokens:,} tokens; one generation batch needs {need_tokens:,}"
+            f"  vLLM share (vllm_gpu_memory_utilization {training.vllm_gpu_memory_utilization}): weights "
+            f"{mem.vllm_weights / GIB:.2f} GiB, KV cache {mem.kv_cache_tokens:,} tokens; one generation batch "
+            f"needs {mem.generation_batch_tokens:,}"
         )
-        if kv_tokens < need_tokens:
+        if mem.kv_cache_tokens < mem.generation_batch_tokens:
             p.errors.append(
-                f"the KV cache holds {kv_tokens:,} tokens but one generation batch needs {need_tokens:,}: raise "
-                "vllm_gpu_memory_utilization, raise TP, or lower per_device_train_batch_size / lengths"
+                f"the KV cache holds {mem.kv_cache_tokens:,} tokens but one generation batch needs "
+                f"{mem.generation_batch_tokens:,}: raise vllm_gpu_memory_utilization, raise TP, or lower "
+                "per_device_train_batch_size / lengths"
             )
-        max_len = training.vllm_max_model_length
-        if max_len is not None and max_len < seq_len:
-            p.errors.append(f"vllm_max_model_length {max_len} is below max prompt + max completion = {seq_len}")
-        if tp > 1 and 2 * params + need_tokens * kv_per_token * tp + VLLM_OVERHEAD_GIB * GIB < vllm_share:
+        if tp > 1 and fits_one_gpu(mem, shape, tp):
             p.warnings.append(f"TP {tp} on a model that fits one GPU's vLLM share: TP 1 is usually faster")
-    total = training_share + vllm_share
-    p.lines.append(
-        f"total: training {training_share / GIB:.1f} GiB + vLLM {vllm_share / GIB:.1f} GiB = "
-        f"{total / GIB:.1f} of {gpu_mem_gib:g} GiB"
-    )
-    if total > card:
-        p.errors.append(
-            f"training ({training_share / GIB:.1f} GiB) plus vLLM's share ({vllm_share / GIB:.1f} GiB) exceed the "
-            f"{gpu_mem_gib:g} GiB card: lower vllm_gpu_memory_utilization or per_device_train_batch_size, enable "
-            "gradient_checkpointing, or use a higher ZeRO stage"
+    p.lines.append(f"  {'total':<22}{mem.total / GIB:>7.2f} GiB of {gpu_mem_gib:g} GiB")
+    if mem.total > card:
+        over = (
+            f"the plan needs {mem.total / GIB:.1f} GiB per GPU (training {mem.training / GIB:.1f} + vLLM's share "
+            f"{mem.terms.get('vllm_share', 0) / GIB:.1f}) of the {gpu_mem_gib:g} GiB card: lower "
+            "vllm_gpu_memory_utilization or per_device_train_batch_size, enable gradient_checkpointing, use a higher "
+            "ZeRO stage; or, knowing the plan is pessimistic for your run, set memory_check: warn"
         )
+        (p.warnings if memory_check == "warn" else p.errors).append(over)
     if zero_stage == 3 and world > 1:
-        zero2 = base_bytes + 14 * trainable / world + acts + logits + vllm_share
+        zero2 = mem.total - mem.terms["policy_weights"] - mem.terms.get("zero3_gathered", 0) + 2 * shape.num_params
         if zero2 < 0.9 * card:
             p.warnings.append(
                 "ZeRO-3 on a model that fits with ZeRO-2: zero2 avoids gathering weights every step (1.5B on 2x H200: "
                 "5.2 vs 4.0 s/step, docs/PERFORMANCE.md); ACCELERATE=zero2"
             )
-    return p
 
 
 def runtime_plan(
-    training, max_prompt_tokens: int | None, model_path: str, peft_config=None, quantization_config=None
+    training,
+    max_prompt_tokens: int | None,
+    model_path: str,
+    memory_check: str = "error",
+    allreduce_fusion="auto",
+    peft_config=None,
+    quantization_config=None,
 ) -> Plan | None:
     """The same checks on the real world size and cards (called by the trainer before it builds vLLM)."""
     import torch
-
-    from .lora import trainer_adapter_plan
 
     if not torch.cuda.is_available():
         return None
     world = int(os.environ.get("WORLD_SIZE", 1))
     local = int(os.environ.get("LOCAL_WORLD_SIZE", min(world, torch.cuda.device_count())))
     zero = int(os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", 0) or 0)
-    try:
-        facts = model_facts(model_path)
-    except KeyError:
-        return None
+    shape, where = find_shape(model_path)
+    dtype = (training.model_init_kwargs or {}).get("dtype", "float32")
     mem = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory / GIB
-    return plan(
-        training,
-        max_prompt_tokens,
-        facts,
-        gpus_per_node=local,
-        nodes=max(1, world // local),
-        gpu_mem_gib=mem,
-        zero_stage=zero,
-        adapter=trainer_adapter_plan(facts, peft_config, quantization_config),
-    )
+    return plan(training, max_prompt_tokens, shape, gpus_per_node=local, nodes=max(1, world // local),
+                gpu_mem_gib=mem, zero_stage=zero, memory_check=memory_check, allreduce_fusion=allreduce_fusion,
+                model_dtype=str(dtype).removeprefix("torch."), shape_note=where,
+                adapter=shape and trainer_adapter_plan(shape, peft_config, quantization_config))  # fmt: skip
+
+
+def plan_recipe(recipe, *, gpus_per_node: int, nodes: int, gpu_mem_gib: float, zero_stage: int) -> Plan:
+    """`plan` for a parsed recipe (config.Recipe): its model's shape, memory_check, all-reduce choice and dtype."""
+    shape, where = find_shape(recipe.model.model_name_or_path, recipe.model.model_revision)
+    return plan(recipe.training, recipe.script.max_prompt_tokens, shape, gpus_per_node=gpus_per_node, nodes=nodes,
+                gpu_mem_gib=gpu_mem_gib, zero_stage=zero_stage, memory_check=recipe.script.memory_check,
+                allreduce_fusion=recipe.script.vllm_allreduce_fusion, model_dtype=recipe.model.dtype,
+                shape_note=where, adapter=shape and adapter_plan(shape, recipe.model))  # fmt: skip

@@ -18,6 +18,8 @@ import shutil
 import socket
 from pathlib import Path
 
+from .model_shapes import SHAPES
+
 logger = logging.getLogger(__name__)
 
 # Qwen2.5's added tokens, in id order from 151643 (tokenizer_config.json of Qwen/Qwen2.5-*).
@@ -42,18 +44,6 @@ QWEN25_CHAT_TEMPLATE = (
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
-
-SHAPES = {
-    # hidden, layers, heads, kv heads, intermediate, tie embeddings
-    "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                 intermediate_size=128, tie_word_embeddings=True),
-    "0.5b": dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
-                 intermediate_size=4864, tie_word_embeddings=True),
-    "1.5b": dict(hidden_size=1536, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
-                 intermediate_size=8960, tie_word_embeddings=True),
-    "7b": dict(hidden_size=3584, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
-               intermediate_size=18944, tie_word_embeddings=False),
-}  # fmt: skip
 
 
 def qwen_tokenizer():
@@ -130,14 +120,14 @@ def _build_random_model(folder: Path, shape: str, dtype: str, seed: int) -> None
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     tokenizer = qwen_tokenizer()
+    assert len(tokenizer) <= SHAPES[shape].vocab_size, "the tokenizer has more ids than the embedding has rows"
     config = Qwen2Config(
-        vocab_size=151936 if shape != "tiny" else len(tokenizer),
         max_position_embeddings=32768,
         rope_theta=10000.0,
         bos_token_id=None,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        **SHAPES[shape],
+        **SHAPES[shape].config_kwargs(),
     )
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(config).to(getattr(torch, dtype))

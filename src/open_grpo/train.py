@@ -105,6 +105,7 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
         completions_log_max_per_step=script.completions_log_max_per_step,
         dynamic_sampling=script.dynamic_sampling,
         dynamic_sampling_max_rounds=script.dynamic_sampling_max_rounds,
+        memory_check=script.memory_check,
     )
 
     if trainer.pop_callback(ProgressCallback) is not None:

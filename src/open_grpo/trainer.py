@@ -56,14 +56,15 @@ class OpenGRPOTrainer(GRPOTrainer):
         completions_log_max_per_step: int | None = None,
         dynamic_sampling: bool = False,
         dynamic_sampling_max_rounds: int = 3,
+        memory_check: str = "error",
         **kwargs,
     ):
         training_args = kwargs["args"]
         if training_args.use_vllm and training_args.vllm_max_model_length is None and max_prompt_tokens:
             training_args.vllm_max_model_length = max_prompt_tokens + training_args.max_completion_length
         if training_args.use_vllm and isinstance(kwargs.get("model"), str):
-            self._preflight(training_args, max_prompt_tokens, kwargs["model"], kwargs.get("peft_config"),
-                            kwargs.get("quantization_config"))  # fmt: skip
+            self._preflight(training_args, max_prompt_tokens, kwargs["model"], memory_check, vllm_allreduce_fusion,
+                            kwargs.get("peft_config"), kwargs.get("quantization_config"))  # fmt: skip
         self.vllm_engine_kwargs = dict(vllm_engine_kwargs or {})
         if training_args.use_vllm and training_args.vllm_mode == "colocate":
             self.vllm_engine_kwargs, why = allreduce.apply(
@@ -105,9 +106,11 @@ class OpenGRPOTrainer(GRPOTrainer):
             logger.info("colocated vLLM engine: %s", engine)
 
     @staticmethod
-    def _preflight(training_args, max_prompt_tokens, model_path, peft_config=None, quantization_config=None) -> None:
+    def _preflight(training_args, max_prompt_tokens, model_path, memory_check="error", allreduce_fusion="auto",
+                   peft_config=None, quantization_config=None) -> None:  # fmt: skip
         """`open-grpo check` on the real world size and cards, before vLLM or the model is built."""
-        result = runtime_plan(training_args, max_prompt_tokens, model_path, peft_config, quantization_config)
+        result = runtime_plan(training_args, max_prompt_tokens, model_path, memory_check, allreduce_fusion,
+                              peft_config, quantization_config)  # fmt: skip
         if result is None:
             return
         if training_args.process_index == 0:

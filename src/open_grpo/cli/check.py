@@ -3,46 +3,65 @@
     open-grpo check qwen-math-1.5b                          # 1 node x 8 GPUs, ZeRO-3, this machine's card memory
     open-grpo check qwen-math-7b --nodes 2 --gpus-per-node 4 --gpu-mem-gib 141 --accelerate zero2
     open-grpo check qwen-math-1.5b --per_device_train_batch_size 8   # any recipe key as an override
+    open-grpo check qwen-math-1.5b --json                   # one JSON object on stdout, for scripts
 
 Prints the process layout (data-parallel replicas, tensor-parallel groups of consecutive ranks), the batch
-arithmetic and a memory plan per GPU; exits 1 listing every problem. The trainer runs the same checks at start-up
-with the real world size and cards. Card memory: --gpu-mem-gib, else this machine's GPU, else 80 GiB (said so).
+arithmetic for the target world size and a memory plan per GPU in named terms; exits 1 listing every problem. The
+trainer runs the same checks at start-up with the real world size and cards. Card memory: --gpu-mem-gib, else this
+machine's GPU, else 80 GiB (said so). A model whose config.json is neither local nor in the local hub cache nor in
+the built-in table is checked without its memory plan (said so).
 """
 
 NAME = "check"
 HELP = "preflight: layout, batch arithmetic, memory plan (offline, no GPU needed)"
 CHECK_FAILED = 1
+USAGE_ERROR = 2
 
 
 def add_arguments(p) -> None:
-    from ..preflight import ZERO_STAGE
+    from ..preflight import DEFAULT_GPUS_PER_NODE, ZERO_STAGE
 
     p.add_argument("recipe", help="a recipe name (open-grpo recipes) or a path to a recipe YAML")
-    p.add_argument("--gpus-per-node", type=int, default=8)
+    p.add_argument("--gpus-per-node", type=int, default=DEFAULT_GPUS_PER_NODE)
     p.add_argument("--nodes", type=int, default=1)
     p.add_argument("--gpu-mem-gib", type=float, default=None, help="card memory (default: this machine's, else 80)")
     p.add_argument("--accelerate", default="zero3", choices=sorted(ZERO_STAGE), help="accelerate config name")
+    p.add_argument("--json", action="store_true", help="print one JSON object (layout, batch, memory_gib, errors)")
 
 
 def run(args, overrides: list[str]) -> int:
-    from ..config import load_recipe
-    from ..lora import adapter_plan
-    from ..preflight import ZERO_STAGE, card_memory_gib, model_facts, plan
+    import json
+    import sys
 
-    recipe = load_recipe(args.recipe, overrides, for_planning=True)
-    facts = model_facts(recipe.model.model_name_or_path)
-    gpu_mem, source = (args.gpu_mem_gib, "--gpu-mem-gib") if args.gpu_mem_gib else card_memory_gib()
-    result = plan(
-        recipe.training,
-        recipe.script.max_prompt_tokens,
-        facts,
-        gpus_per_node=args.gpus_per_node,
-        nodes=args.nodes,
-        gpu_mem_gib=gpu_mem,
-        zero_stage=ZERO_STAGE[args.accelerate],
-        adapter=adapter_plan(facts, recipe.model),
-    )
+    from ..config import RecipeError, load_recipe
+    from ..preflight import ZERO_STAGE, card_memory_gib, layout_problems, plan_recipe
+
+    usage = layout_problems(args.gpus_per_node, args.nodes)
+    if args.gpu_mem_gib is not None and args.gpu_mem_gib <= 0:
+        usage.append(f"--gpu-mem-gib must be positive, got {args.gpu_mem_gib:g}")
+    if usage:
+        if args.json:
+            print(json.dumps({"errors": usage, "warnings": [], "layout": None, "memory_gib": None}))
+        print("open-grpo check: " + "; ".join(usage), file=sys.stderr)
+        return USAGE_ERROR
+    try:
+        recipe = load_recipe(args.recipe, overrides, for_planning=True)
+        gpu_mem, source = (args.gpu_mem_gib, "--gpu-mem-gib") if args.gpu_mem_gib else card_memory_gib()
+        result = plan_recipe(recipe, gpus_per_node=args.gpus_per_node, nodes=args.nodes, gpu_mem_gib=gpu_mem,
+                             zero_stage=ZERO_STAGE[args.accelerate])  # fmt: skip
+    except RecipeError as e:
+        if not args.json:
+            raise
+        print(json.dumps({"errors": e.problems, "warnings": [], "layout": None, "memory_gib": None}))
+        print(f"open-grpo check: {e}", file=sys.stderr)
+        return USAGE_ERROR
+    code = CHECK_FAILED if result.errors else 0
+    if args.json:
+        print(
+            result.to_json(recipe=str(recipe.path), accelerate=args.accelerate, card_memory_source=source, ok=not code)
+        )
+        return code
     print(f"recipe {recipe.path}  ({args.accelerate}; card memory {gpu_mem:g} GiB from {source})")
     print(result.render())
     print("OK" if not result.errors else f"{len(result.errors)} problem(s)")
-    return CHECK_FAILED if result.errors else 0
+    return code

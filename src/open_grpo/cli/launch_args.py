@@ -4,7 +4,9 @@
         --main-host node01 [--job-id 1234] [-- extra trainer args]
 
 Runs the preflight checks of `open-grpo check` for this layout and prints shell assignments (OG_*) for
-`slurm/train.sbatch` to `eval`. A layout that does not fit exits 1 with the reasons on stderr.
+`slurm/train.sbatch` to `eval`; notes (what was assumed, warnings) go to stderr. Inside a job (SLURM_JOB_ID set)
+the GPUs per node and card memory are this node's real ones, and a --gpus-per-node that differs stops the job.
+A layout that does not fit exits 1 with the reasons on stderr; a recipe or usage error exits 2.
 """
 
 import os
@@ -19,12 +21,14 @@ CHECK_FAILED = 1
 def add_arguments(p) -> None:
     p.add_argument("recipe", help="a recipe name (open-grpo recipes) or a path to a recipe YAML")
     p.add_argument("--nodes", type=int, default=int(os.environ.get("SLURM_JOB_NUM_NODES", 1)))
-    p.add_argument("--gpus-per-node", type=int, default=8)
+    p.add_argument(
+        "--gpus-per-node", type=int, default=None, help="default: this node's GPUs in a job, else 8 (said so)"
+    )
     p.add_argument("--tp", type=int, default=None, help="vllm_tensor_parallel_size (default: the recipe's)")
     p.add_argument("--accelerate", default="zero3", help="accelerate config name")
     p.add_argument("--main-host", default="127.0.0.1")
     p.add_argument("--job-id", type=int, default=int(os.environ.get("SLURM_JOB_ID", 0)))
-    p.add_argument("--gpu-mem-gib", type=float, default=None, help="card memory (default: this machine's, else 80)")
+    p.add_argument("--gpu-mem-gib", type=float, default=None, help="card memory (default: this node's, else 80)")
 
 
 def run(args, extra: list[str]) -> int:
@@ -32,7 +36,7 @@ def run(args, extra: list[str]) -> int:
     from ..preflight import PlanFailed
 
     try:
-        values = launch_args(
+        values, notes = launch_args(
             args.recipe,
             args.nodes,
             args.gpus_per_node,
@@ -46,6 +50,8 @@ def run(args, extra: list[str]) -> int:
     except PlanFailed as e:
         print(f"open-grpo launch-args: {e}", file=sys.stderr)
         return CHECK_FAILED
+    for note in notes:
+        print(f"open-grpo launch-args: {note}", file=sys.stderr)
     for key, value in values.items():
         print(f"{key}={shlex.quote(value)}")
     return 0

@@ -6,10 +6,15 @@ whose FlashInfer backend on one node is `mnnvl`, which needs NVLink multicast. W
 use crashes with an illegal memory access (or hangs) in vLLM's memory-profiling forward.
 
 `vllm_allreduce_fusion` picks what to do:
-- `auto` (default): `off` where NVLink multicast is off or missing; elsewhere vLLM's own choice;
+- `auto` (default): `off` where NVLink multicast is off or missing, and on more than one node; elsewhere vLLM's own
+  choice;
 - `off`: no fused all-reduce (vLLM's custom all-reduce or NCCL, then RMSNorm);
 - `trtllm`: keep the fusion on FlashInfer's IPC backend (`VLLM_FLASHINFER_ALLREDUCE_BACKEND=trtllm`, one node only);
 - `vllm`: change nothing.
+Colocated, vLLM's world is every training rank (external launcher): on several nodes it is a multi-node world even
+though each TP group stays on one node, and vLLM 0.26 picks its FlashInfer all-reduce backend from that: `trtllm`
+raises for a multi-node world and vLLM's own choice changes backend. So `auto` turns the fusion off there, and
+`trtllm` on several nodes is a preflight error.
 docs/PERFORMANCE.md has the TP=1/TP=2 generation times behind the default.
 """
 
@@ -57,24 +62,48 @@ def multicast_unavailable(environ: Mapping[str, str], device_supported: bool | N
     return None
 
 
+def multi_node_problem(tp_size: int, choice: str, nodes: int) -> str | None:
+    """Why `choice` cannot run colocated with TP `tp_size` on `nodes` nodes, or None."""
+    if choice == "trtllm" and tp_size > 1 and nodes > 1:
+        return (
+            f"vllm_allreduce_fusion: trtllm is FlashInfer's single-node backend, and colocated vLLM's world spans all "
+            f"{nodes} nodes (vLLM 0.26 raises there): use 'auto' (turns the fusion off on several nodes) or 'off'"
+        )
+    return None
+
+
+def nodes_from_env(environ: Mapping[str, str]) -> int:
+    """How many nodes this launch spans, from the launcher's WORLD_SIZE and LOCAL_WORLD_SIZE (1 when unset)."""
+    world = int(environ.get("WORLD_SIZE", 1) or 1)
+    local = int(environ.get("LOCAL_WORLD_SIZE", world) or world)
+    return max(1, -(-world // max(1, local)))
+
+
 def allreduce_settings(
     tp_size: int,
     choice: str,
     environ: Mapping[str, str],
     device_supported: bool | None = None,
+    nodes: int = 1,
 ) -> tuple[dict[str, str], dict, str | None]:
-    """(environment variables to set, vLLM engine kwargs to merge, why) for the colocated engine."""
+    """(environment variables to set, vLLM engine kwargs to merge, why) for the colocated engine on `nodes` nodes."""
     if choice not in CHOICES:
         raise ValueError(f"vllm_allreduce_fusion must be one of {', '.join(CHOICES)}, got {choice!r}")
     if tp_size <= 1 or choice == "vllm":
         return {}, {}, None
+    problem = multi_node_problem(tp_size, choice, nodes)
+    if problem:
+        raise ValueError(problem)
     if choice == "auto":
         if BACKEND_ENV in environ:
             return {}, {}, None  # the user chose a FlashInfer backend: theirs to keep
         reason = multicast_unavailable(environ, device_supported)
-        if reason is None:
+        if reason is not None:
+            choice, why = "off", f"NVLink multicast is unavailable ({reason})"
+        elif nodes > 1:
+            choice, why = "off", f"colocated vLLM's world spans {nodes} nodes"
+        else:
             return {}, {}, None
-        choice, why = "off", f"NVLink multicast is unavailable ({reason})"
     else:
         why = f"vllm_allreduce_fusion: {choice}"
     if choice == "trtllm":
@@ -99,6 +128,6 @@ def apply(tp_size: int, choice: str, engine_kwargs: dict, environ=os.environ) ->
     device_supported = None
     if tp_size > 1 and choice == "auto" and BACKEND_ENV not in environ:
         device_supported = device_multicast_supported(int(environ.get("LOCAL_RANK", 0)))
-    env, engine, why = allreduce_settings(tp_size, choice, environ, device_supported)
+    env, engine, why = allreduce_settings(tp_size, choice, environ, device_supported, nodes_from_env(environ))
     environ.update(env)
     return merge_engine_kwargs(engine_kwargs, engine), why

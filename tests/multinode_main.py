@@ -1,0 +1,65 @@
+"""Run by tests/test_multinode.py on each of two simulated nodes (`torchrun --nnodes 2 --node_rank N`, static
+rendezvous on localhost, gloo): colocated training against the vLLM engine double, recording per rank what its
+engine got and was built with. With $TOUCH_STOP_AT_STEP=k, this node's first rank creates this node's stop file
+($OPEN_GRPO_STOP_FILE) at the end of step k, as the job script's USR1 trap would on that node only."""
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import fake_vllm  # noqa: E402
+import trl.generation.vllm_generation as gen  # noqa: E402
+
+gen.LLM, gen.SamplingParams, gen.is_vllm_available = fake_vllm.FakeLLM, fake_vllm.FakeSamplingParams, lambda: True
+log = []
+_generate = gen.VLLMGeneration.generate
+
+
+def generate(self, prompts, *args, **kwargs):
+    out = _generate(self, prompts, *args, **kwargs)
+    engine = fake_vllm.FakeLLM.instances[-1]
+    log.append({"local": prompts, "returned": [list(p) for p in out[0]], "engine_got": engine.generate_calls[-1],
+                "engine_kwargs": {k: engine.kwargs.get(k) for k in ("tensor_parallel_size", "seed",
+                                                                  "compilation_config")}})  # fmt: skip
+    return out
+
+
+gen.VLLMGeneration.generate = generate
+
+# transformers 5.17 loads a resumed optimizer state with map_location=args.device when world_size > 1; for CPU ranks
+# that is torch.device("cpu", 0), a location torch.load cannot restore to (GPU ranks pass "cuda:N", which works).
+import torch  # noqa: E402
+
+_load = torch.load
+
+
+def load_on_cpu(*args, map_location=None, **kwargs):
+    if isinstance(map_location, torch.device) and map_location.type == "cpu":
+        map_location = "cpu"
+    return _load(*args, map_location=map_location, **kwargs)
+
+
+torch.load = load_on_cpu
+
+from open_grpo.trainer import OpenGRPOTrainer  # noqa: E402
+
+_step_end = OpenGRPOTrainer._maybe_log_save_evaluate
+
+
+def step_end(self, *args, **kwargs):
+    if self.state.global_step == int(os.environ.get("TOUCH_STOP_AT_STEP", 0)) and os.environ["LOCAL_RANK"] == "0":
+        open(os.environ["OPEN_GRPO_STOP_FILE"], "w").close()
+    return _step_end(self, *args, **kwargs)
+
+
+OpenGRPOTrainer._maybe_log_save_evaluate = step_end
+
+from open_grpo.train import main  # noqa: E402
+
+try:
+    main(sys.argv[1])
+finally:
+    with open(os.path.join(sys.argv[2], f"rank{os.environ['RANK']}.json"), "w") as f:
+        json.dump(log, f)
