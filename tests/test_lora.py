@@ -77,13 +77,14 @@ def test_memory_plan_counts_the_adapter_only():
     lora = plan(recipe.training, recipe.script.max_prompt_tokens, facts, adapter=adapter, **kw)
     full = plan(recipe.training, recipe.script.max_prompt_tokens, facts, **kw)
     assert not lora.errors, lora.render()  # 7B LoRA + a colocated engine fit one 80 GiB card
-    assert any("exceed" in e for e in full.errors)  # full fine-tuning of 7B there does not
-    assert "trainable params" in lora.render() and "gradients 0.30" in lora.render()
+    assert any("the plan needs" in e for e in full.errors)  # full fine-tuning of 7B there does not
+    assert "trainable params" in lora.render()
+    assert round(lora.data["memory_gib"]["gradients"], 2) == 0.30  # 161.5 M bf16 adapter parameters
     recipe.model.load_in_4bit = True
     qlora = plan(
         recipe.training, recipe.script.max_prompt_tokens, facts, adapter=adapter_plan(facts, recipe.model), **kw
     )
-    assert "base in 4-bit" in qlora.render() and "policy weights 5." in qlora.render()
+    assert "base in 4-bit" in qlora.render() and 5 < qlora.data["memory_gib"]["policy_weights"] < 6
 
 
 @pytest.mark.slow
