@@ -113,8 +113,10 @@ class ScriptArguments:
     resume: str = field(
         default="auto",
         metadata={
-            "help": "'auto': resume from the newest complete checkpoint in output_dir if there is one; 'never': start "
-            "over; or a checkpoint folder."
+            "help": "'auto': continue output_dir's run from its newest complete checkpoint (a finished run is not "
+            "trained again); 'never': a new run (the previous one moves to output_dir/previous/<run id>/); 'weights': "
+            "a new run from the newest checkpoint's model weights, fresh optimizer and data (for a new layout); or a "
+            "checkpoint folder. See open_grpo/resume.py."
         },
     )
 
@@ -290,6 +292,7 @@ def load_recipe(
 
 def validate(script: ScriptArguments, training, model) -> list[str]:
     """Cross-field checks that need no model, data or GPU."""
+    from .resume import setting_problems as resume_setting_problems
     from .rewards.registry import RewardSpecError, parse_reward_specs
 
     problems = []
@@ -311,6 +314,7 @@ def validate(script: ScriptArguments, training, model) -> list[str]:
         problems.append(
             f"'vllm_allreduce_fusion' must be one of {', '.join(ALLREDUCE_CHOICES)}, got {script.vllm_allreduce_fusion!r}"
         )
+    problems.extend(resume_setting_problems(script.resume))
     try:
         parse_reward_specs(script.rewards, script.reward_funcs, training.reward_weights)
     except RewardSpecError as e:
