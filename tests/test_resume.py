@@ -188,11 +188,15 @@ def test_two_rank_resume_matches_straight_run(write_recipe, tmp_path):
 @pytest.mark.slow
 def test_stop_file_stops_like_sigusr1(write_recipe, tmp_path):
     stop = tmp_path / "STOP"
-    stop.touch()
     recipe = write_recipe({**SMALL, "max_steps": 50, "save_strategy": "no", "output_dir": str(tmp_path / "out")})
-    run = _run(recipe, tmp_path / "p.log", {"OPEN_GRPO_STOP_FILE": str(stop)})
-    assert run.returncode == PREEMPTED_EXIT
-    assert newest_complete(tmp_path / "out").name == "checkpoint-1"
+    proc = _run(recipe, tmp_path / "p.log", {"OPEN_GRPO_STOP_FILE": str(stop)}, wait=False)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (tmp_path / "p.log").exists():  # the first step is under way
+        time.sleep(0.2)
+    stop.touch()
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == PREEMPTED_EXIT, out[-3000:]
+    assert 1 <= int(newest_complete(tmp_path / "out").name.split("-")[1]) < 50
 
 
 def test_incomplete_newest_checkpoint_is_skipped(write_recipe, tmp_path, caplog):
