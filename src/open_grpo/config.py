@@ -113,10 +113,8 @@ class ScriptArguments:
     resume: str = field(
         default="auto",
         metadata={
-            "help": "'auto': continue output_dir's run from its newest complete checkpoint (a finished run is not "
-            "trained again); 'never': a new run (the previous one moves to output_dir/previous/<run id>/); 'weights': "
-            "a new run from the newest checkpoint's model weights, fresh optimizer and data (for a new layout); or a "
-            "checkpoint folder. See open_grpo/resume.py."
+            "help": "'auto': continue output_dir's run; 'never': a new run (the old one moves to previous/); 'weights': "
+            "a new run from the newest checkpoint's model weights; or a checkpoint folder (open_grpo/resume.py)."
         },
     )
 

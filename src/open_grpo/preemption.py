@@ -53,8 +53,8 @@ class StopRequest:
         self.signal_name = signal.Signals(signum).name
         if signum == signal.SIGTERM:  # the next SIGTERM is not asked twice
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        logger.warning("%s: stopping at the end of this step with a checkpoint (before the first step: at once, "
-                       "without one), exit %d", self.signal_name, PREEMPTED_EXIT)  # fmt: skip
+        logger.warning("%s: stopping at the end of this step with a checkpoint (during start-up: before the first "
+                       "step, without one), exit %d", self.signal_name, PREEMPTED_EXIT)  # fmt: skip
 
     def local(self) -> bool:
         stop_file = os.environ.get("OPEN_GRPO_STOP_FILE")
