@@ -76,6 +76,7 @@ def recipe(model: str, data: str, layout: str, seed: int, steps: int, lr: float,
         "logging_steps": 1,
         "save_strategy": "no",
         "save_final_model": False,
+        "resume": "never",  # every invocation trains afresh (an earlier attempt in --out moves to previous/)
         "report_to": "none",
         "seed": seed,
         "output_dir": out,

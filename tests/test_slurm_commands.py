@@ -3,8 +3,10 @@ and stand in for a node's GPUs."""
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -173,3 +175,40 @@ def test_unknown_model_launches_with_the_memory_plan_skipped(fake_slurm, tmp_pat
     assert done.returncode == 0, done.stderr
     assert "memory plan skipped" in done.stderr and "preflight failed" not in done.stderr
     assert any(ln.startswith("node 0: accelerate launch") for ln in lines)
+
+
+def test_requeued_job_continues_the_run_it_started(fake_slurm):
+    """`resume: never` (or weights) starts a run once: the requeued job passes `--resume auto`."""
+    done, lines = fake_slurm(1, "qwen-math-1.5b", "--", "--resume", "never", SLURM_RESTART_COUNT="1")
+    assert done.returncode == 0, done.stderr
+    launches = [ln for ln in lines if ln.startswith("node ")]
+    assert launches and all(ln.endswith("--resume never --resume auto") for ln in launches)
+    done, lines = fake_slurm(1, "qwen-math-1.5b", "--", "--resume", "never")  # the first start keeps it
+    assert all(ln.endswith("--resume never") for ln in lines if ln.startswith("node "))
+
+
+@pytest.mark.parametrize("signum,requeued", [(signal.SIGUSR1, True), (signal.SIGTERM, False)])
+def test_stop_signals_reach_the_ranks_and_only_usr1_requeues(fake_slurm, tmp_path, signum, requeued):
+    """The trap creates the stop file the ranks watch; after a TERM (scancel, preemption) the job is not requeued."""
+    (tmp_path / "bin" / "accelerate").write_text(
+        '#!/bin/bash\necho "node $SLURM_NODEID: accelerate $*" >> "$RECORD"\n'
+        'for _ in $(seq 600); do [ -f "$OPEN_GRPO_STOP_FILE" ] && break; sleep 0.1; done\n'
+        'echo 7 > "$(dirname "$OPEN_GRPO_STOP_FILE")/PREEMPTED"; exit 1\n'
+    )
+    record = tmp_path / "record.txt"
+    record.write_text("")
+    env = {**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.path.dirname(sys.executable)}:{os.environ['PATH']}",
+           "RECORD": str(record), "SLURM_JOB_NUM_NODES": "1", "SLURM_JOB_NODELIST": "gpu01", "SLURM_JOB_ID": "777",
+           "GPUS_PER_NODE": "8"}  # fmt: skip
+    proc = subprocess.Popen(["bash", str(SBATCH), "qwen-math-1.5b"], cwd=tmp_path, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.time() + 120
+    while "accelerate launch" not in record.read_text() and time.time() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=120)
+    lines = record.read_text().splitlines()
+    assert ("scontrol requeue 777" in lines) == requeued, stdout + stderr
+    assert not (tmp_path / "outputs" / "qwen-math-1.5b" / "PREEMPTED").exists()
+    if not requeued:
+        assert "TERM: asking every rank" in stdout and "not requeueing" in stdout

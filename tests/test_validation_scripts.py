@@ -58,6 +58,7 @@ def test_sanity_runs_share_the_global_batch_and_differ_only_in_layout(tmp_path):
         assert same == ref
     assert cfgs["tp2-s1"]["vllm_tensor_parallel_size"] == 2 and cfgs["server-s0"]["vllm_mode"] == "server"
     assert cfgs["tp1-s1"]["seed"] == 1 and cfgs["tp1-s0"]["dtype"] == "float32"
+    assert cfgs["tp1-s0"]["resume"] == "never"  # a second invocation into the same --out trains again
     assert (tmp_path / "prompts.jsonl").read_text().count("\n") == 512
     by = {j.name: j for j in jobs}
     assert by["tp2-s0"].gpus == 2 and by["tp1-s0"].gpus == 1 and by["server-s0"].gpus == 2

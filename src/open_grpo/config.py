@@ -168,8 +168,8 @@ class ScriptArguments:
     resume: str = field(
         default="auto",
         metadata={
-            "help": "'auto': resume from the newest complete checkpoint in output_dir if there is one; 'never': start "
-            "over; or a checkpoint folder."
+            "help": "'auto': continue output_dir's run; 'never': a new run (the old one moves to previous/); 'weights': "
+            "a new run from the newest checkpoint's model weights; or a checkpoint folder (open_grpo/resume.py)."
         },
     )
 
@@ -430,6 +430,7 @@ def validate(script: ScriptArguments, training, model) -> list[str]:
     from . import evaluation, lora
     from .dynamic_sampling import check_config as check_dynamic_sampling
     from .mixture import check_mixture
+    from .resume import setting_problems as resume_setting_problems
 
     problems = check_mixture(script) + check_dynamic_sampling(script, training)
     problems += lora.recipe_problems(model, training) + evaluation.recipe_problems(script, training)
@@ -465,6 +466,7 @@ def validate(script: ScriptArguments, training, model) -> list[str]:
         problems.append(
             f"'memory_check' must be one of {', '.join(MEMORY_CHECK_CHOICES)}, got {script.memory_check!r}"
         )
+    problems.extend(resume_setting_problems(script.resume))
     try:
         parse_reward_specs(script.rewards, script.reward_funcs, training.reward_weights)
     except RewardSpecError as e:

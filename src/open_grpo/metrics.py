@@ -1,9 +1,15 @@
 """What a run leaves behind to read: `metrics.jsonl` (one line per logged step, flushed at once, so a crash loses
-nothing), a reward-curve PNG, and a one-screen summary at the end."""
+nothing), a reward-curve PNG, and a one-screen summary at the end.
+
+After a resume, metrics.jsonl holds each step once: the rows a killed run logged past the checkpoint it resumes from
+(and the summary row of an interrupted attempt) are dropped before the resumed run appends. The readers tolerate
+what a crash or a reward that could not score leaves: a torn last line, `reward: null`.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from pathlib import Path
@@ -12,6 +18,10 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
 from . import evaluation
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_KEY = "train_runtime"  # the Trainer's end-of-training row
 
 
 class MetricsFile(TrainerCallback):
@@ -25,6 +35,15 @@ class MetricsFile(TrainerCallback):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if not state.global_step:  # a fresh run starts a fresh file; a resumed one appends
                 self.path.write_text("")
+            elif self.path.exists():  # keep what led up to the checkpoint; the resumed run logs the rest again
+                rows = [
+                    r
+                    for r in read_metrics(self.path)
+                    if r.get("step", 0) <= state.global_step and SUMMARY_KEY not in r
+                ]
+                tmp = self.path.with_suffix(".tmp")
+                tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+                tmp.replace(self.path)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
@@ -58,7 +77,16 @@ def _plain(value):
 
 
 def read_metrics(path: str | Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    """Every row; a line cut short (the process was killed mid-write) is skipped with a warning."""
+    rows = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            logger.warning("%s line %d is not whole JSON (cut off by a crash?): skipped", path, number)
+    return rows
 
 
 def training_rows(rows: list[dict]) -> list[dict]:
@@ -75,9 +103,9 @@ def plot_rewards(rows: list[dict], out: str | Path, title: str = "reward") -> Pa
     all_rows, rows = rows, training_rows(rows)
     fig, ax = plt.subplots(figsize=(7, 4))
     steps = [r["step"] for r in rows]
-    ax.plot(steps, [r["reward"] for r in rows], label="reward (weighted sum)", lw=2)
+    ax.plot(steps, [_nan(r["reward"]) for r in rows], label="reward (weighted sum)", lw=2)
     for key in sorted({k for r in rows for k in r if k.startswith("rewards/") and k.endswith("/mean")}):
-        ax.plot(steps, [r.get(key) for r in rows], label=key, lw=1, alpha=0.7)
+        ax.plot(steps, [_nan(r.get(key)) for r in rows], label=key, lw=1, alpha=0.7)
     evaluation.plot_eval(ax, all_rows)
     ax.set_xlabel("step")
     ax.set_ylabel("reward")
@@ -90,22 +118,35 @@ def plot_rewards(rows: list[dict], out: str | Path, title: str = "reward") -> Pa
     return Path(out)
 
 
+def _nan(value):
+    return float("nan") if value is None else value
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]  # a step whose rewards all were None logs reward: null
+    return sum(values) / len(values) if values else None
+
+
 def summary(rows: list[dict], window: int = 10) -> dict:
-    """First and last `window` logged steps' mean reward, the mean step time, and the first and last evaluation."""
+    """First and last `window` logged steps' mean reward (None where no step could be scored), the mean step time,
+    and the first and last evaluation."""
     evals, rows = evaluation.eval_summary(rows), training_rows(rows)
     if not rows:
         return {"eval": evals} if evals else {}
-    first = [r["reward"] for r in rows[:window]]
-    last = [r["reward"] for r in rows[-window:]]
-    step_times = [r["time/step"] for r in rows if r.get("time/step") is not None]
+    first = _mean(r["reward"] for r in rows[:window])
+    last = _mean(r["reward"] for r in rows[-window:])
     return {
         "steps": rows[-1]["step"],
-        "reward_first": sum(first) / len(first),
-        "reward_last": sum(last) / len(last),
-        "reward_gain": sum(last) / len(last) - sum(first) / len(first),
-        "step_time_s": sum(step_times) / len(step_times) if step_times else None,
+        "reward_first": first,
+        "reward_last": last,
+        "reward_gain": last - first if first is not None and last is not None else None,
+        "step_time_s": _mean(r.get("time/step") for r in rows),
         "eval": evals,
     }
+
+
+def _fmt(value, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
 
 
 def format_summary(s: dict, output_dir: str | Path) -> str:
@@ -113,9 +154,9 @@ def format_summary(s: dict, output_dir: str | Path) -> str:
         return "no training steps were logged"
     lines = [
         "-" * 60,
-        f"open_grpo run finished: {s['steps']} steps, {s['step_time_s'] or float('nan'):.2f} s/step",
-        f"mean reward, first {10} logged steps: {s['reward_first']:.3f}",
-        f"mean reward, last {10} logged steps:  {s['reward_last']:.3f}  (gain {s['reward_gain']:+.3f})",
+        f"open_grpo run finished: {s['steps']} steps, {_fmt(s['step_time_s'], '.2f')} s/step",
+        f"mean reward, first {10} logged steps: {_fmt(s['reward_first'], '.3f')}",
+        f"mean reward, last {10} logged steps:  {_fmt(s['reward_last'], '.3f')}  (gain {_fmt(s['reward_gain'], '+.3f')})",
         *evaluation.format_eval_summary(s.get("eval", {})),
         f"metrics: {Path(output_dir) / 'metrics.jsonl'}",
         f"curve:   {Path(output_dir) / 'reward_curve.png'}",

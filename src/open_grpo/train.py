@@ -17,10 +17,9 @@ import logging
 import os
 import sys
 
-from .checkpoints import resume_from
+from . import preemption, resume
 from .config import RecipeError, load_recipe
 from .models import resolve_model
-from .preemption import PREEMPTED_EXIT, PREEMPTED_MARKER
 
 logger = logging.getLogger("open_grpo")
 
@@ -34,11 +33,25 @@ def setup_logging(is_main: bool) -> None:
 
 
 def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
+    # First, before anything slow: SIGUSR1/SIGTERM/the stop file during start-up exit 75 instead of killing us.
+    stop = preemption.install()
     # Config: every recipe, reward and data problem is raised here, before a model or a GPU is touched.
     cfg = load_recipe(recipe, overrides)
     script, training, model_args = cfg.script, cfg.training, cfg.model
     setup_logging(training.process_index == 0)
     logger.info("recipe %s -> %s", cfg.path, training.output_dir)
+
+    # Resume: which run output_dir holds and where to continue it (resume.py); a checkpoint of another layout or
+    # with damaged files is refused here, before any model. A finished run says so and is not trained again.
+    run = resume.plan(cfg, overrides)
+    if run.finished:
+        logger.info(run.finished)
+        return {}
+    state = training.distributed_state
+    resume.start(run, training.output_dir, state)
+    preemption.warn_if_margin_short(model_args.model_name_or_path, run.layout.zero_stage)
+    if stop.agreed(state):
+        preemption.exit_for_requeue(training.output_dir, run.step, state)
     if (
         "wandb" in (training.report_to or [])
         and not os.environ.get("WANDB_API_KEY")
@@ -67,8 +80,8 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
     reward_funcs, training.reward_weights = build_rewards(specs)
     logger.info("rewards: %s", ", ".join(f"{s.name} x{s.weight}" for s in specs))
 
-    # Tokenizer and data.
-    model_path = resolve_model(model_args.model_name_or_path)
+    # Tokenizer and data (`resume: weights`: the tokenizer and model saved in the checkpoint).
+    model_path = run.model_path or resolve_model(model_args.model_name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(
         model_path, revision=model_args.model_revision, trust_remote_code=training.trust_remote_code
     )
@@ -110,18 +123,14 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
 
     if trainer.pop_callback(ProgressCallback) is not None:
         trainer.add_callback(CompactProgress)
+    trainer.run_stamp = run.stamp
 
-    # Resume: an explicit `resume_from_checkpoint` wins; else `resume: auto` takes the newest complete checkpoint.
-    checkpoint = training.resume_from_checkpoint or resume_from(training.output_dir, script.resume)
-    trainer.train(resume_from_checkpoint=checkpoint)
+    if stop.agreed(state):  # asked during start-up: no step was trained, nothing to save
+        preemption.exit_for_requeue(training.output_dir, run.step, state, trainer.accelerator.end_training)
+    trainer.train(resume_from_checkpoint=run.checkpoint)
     if trainer.preempted:  # the checkpoint of this step is saved and marked: the job script requeues us
-        logger.warning("preempted at step %d: exiting %d for a requeue", trainer.state.global_step, PREEMPTED_EXIT)
-        if trainer.accelerator.is_main_process:
-            with open(os.path.join(training.output_dir, PREEMPTED_MARKER), "w") as f:
-                f.write(f"{trainer.state.global_step}\n")
-        trainer.accelerator.wait_for_everyone()
-        trainer.accelerator.end_training()
-        sys.exit(PREEMPTED_EXIT)
+        step = trainer.state.global_step
+        preemption.exit_for_requeue(training.output_dir, step, trainer.accelerator, trainer.accelerator.end_training)
     if script.save_final_model:
         trainer.save_model(training.output_dir)
 
@@ -131,6 +140,7 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
         plot_rewards(rows, os.path.join(training.output_dir, "reward_curve.png"), title=f"{cfg.path.stem}: reward")
         result = summary(rows)
         print(format_summary(result, training.output_dir))
+        resume.finish(training.output_dir, trainer.state, training)
     trainer.accelerator.wait_for_everyone()  # leave together: a rank tearing down its groups alone can hang the rest
     trainer.accelerator.end_training()
     return result

@@ -10,16 +10,18 @@ What it adds, and nothing else:
 - per-step phase times, throughput, MFU and peak memory in the logs (telemetry.py);
 - reward health (`rewards/<name>/errors`, `/timeouts`, `/none_frac`), and all ranks stopping together when a reward
   with `on_error: raise` fails on any of them;
-- checkpoints marked complete only once every rank has written them (checkpoints.py), and a clean stop on
-  SIGUSR1 or a stop file: save at the step boundary, then `preempted` is set (preemption.py);
+- checkpoints marked complete (with the run, layout and file sizes) only once every rank has written them, rotation
+  only after that, and each save's time logged (checkpoints.py); a clean stop on SIGUSR1, SIGTERM or a stop file:
+  save at the step boundary, then `preempted` is set (preemption.py);
 - with `log_completions`, `<output_dir>/completions.jsonl` (completions_log.py);
-- with `dynamic_sampling`, zero-variance groups dropped and the batch refilled (dynamic_sampling.py).
+- with `dynamic_sampling`, zero-variance groups dropped and the batch refilled (dynamic_sampling.py);
 - evaluation (TRL's) kept out of the training steps' telemetry, with pass@k and reward health (evaluation.py).
 Every reach into TRL's or vLLM's internals goes through `open_grpo.engine`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -29,13 +31,13 @@ from collections.abc import Sized
 import torch
 from trl import GRPOTrainer
 
-from .checkpoints import mark_complete
+from . import preemption
+from .checkpoints import save_marked
 from .completions_log import CompletionsLog
 from .config import RecipeError
 from .dynamic_sampling import DynamicSampler
 from .engine import allreduce, colocated, gathered
 from .evaluation import EvalRewards
-from .preemption import StopRequest
 from .preflight import runtime_plan
 from .rewards.limits import drop_nonfinite_sums
 from .telemetry import StepTelemetry
@@ -45,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 class OpenGRPOTrainer(GRPOTrainer):
     """`GRPOTrainer` plus engine options, phase timing and throughput metrics (see the module docstring)."""
+
+    run_stamp: dict | None = None  # what each COMPLETE marker records about the run (resume.Plan.stamp)
 
     def __init__(
         self,
@@ -74,7 +78,7 @@ class OpenGRPOTrainer(GRPOTrainer):
                 logger.info("tensor parallel all-reduce: %s", why)
         with colocated.engine_kwargs_applied(self.vllm_engine_kwargs):
             super().__init__(*args, **kwargs)
-        self.stop_request = StopRequest()
+        self.stop_request = preemption.install()
         self.preempted = False
         self._in_scoring = False
         self.eval_rewards = EvalRewards()
@@ -205,11 +209,10 @@ class OpenGRPOTrainer(GRPOTrainer):
         return colocated.epoch_seeded(super()._get_train_sampler(dataset))
 
     def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
-        self.accelerator.wait_for_everyone()  # every rank's shards and RNG state are on disk
-        if self.args.should_save:
-            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
-            mark_complete(folder, self.state.global_step)
+        seconds = save_marked(self, functools.partial(super()._save_checkpoint, model, trial), trial)
+        self._metrics["train"]["time/checkpoint_save"].append(seconds)  # logged with the next row
+        if self.accelerator.is_main_process:
+            preemption.report_save(self.state.global_step, seconds)
 
     def _stop_if_requested(self) -> None:
         """A requested stop (any rank) saves this step and ends training, on every rank together."""
