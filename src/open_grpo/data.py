@@ -8,7 +8,8 @@ import logging
 import os
 from pathlib import Path
 
-from .config import GENERATOR_PREFIX, RecipeError, ScriptArguments
+from .errors import RecipeError
+from .recipe_keys import GENERATOR_PREFIX, ScriptArguments
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,6 @@ import math
 from collections.abc import Callable
 
 import torch
-from trl.trainer.utils import pad
 
 from .engine.gathered import latest_rows, totals
 
@@ -91,6 +90,8 @@ def concat_rows(batches: list[tuple[dict, torch.Tensor]], pad_token_id: int) -> 
     """Chosen rows of several scored batches (TRL's output dict, row indices), in order, as one batch: sequences
     re-padded to the longest (prompt side on the left, completion side on the right, as TRL pads them).
     `num_items_in_batch` is left to the caller."""
+    from trl.trainer.utils import pad  # TRL is heavy; config.py imports this module for check_config
+
     first = batches[0][0]
     out = {}
     for key in first:

@@ -21,7 +21,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from .config import GENERATOR_PREFIX, RecipeError, ScriptArguments
+from .data import filter_long_prompts, load_raw_dataset, to_prompts
+from .errors import RecipeError
+from .recipe_keys import GENERATOR_PREFIX, ScriptArguments
 
 PREFIX = "eval/"
 TRAINER_PREFIX = "eval_"  # how transformers' Trainer names eval metrics (its W&B callback turns it into 'eval/')
@@ -66,8 +68,6 @@ def recipe_problems(script: ScriptArguments, training) -> list[str]:
 
 def load_eval_prompts(script: ScriptArguments, tokenizer, seed: int):
     """The eval prompts as chat prompts, through data.py's loader (None without `eval_dataset_name`)."""
-    from .data import filter_long_prompts, load_raw_dataset, to_prompts
-
     if not script.eval_dataset_name:
         return None
     # A fresh ScriptArguments: only the eval source's keys, nothing of the training source carried over.

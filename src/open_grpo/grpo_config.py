@@ -14,6 +14,8 @@ import math
 
 from trl import GRPOConfig
 
+from .errors import RecipeError
+
 # key -> smallest valid value; None values mean "unset" and are not checked
 MINIMUM = {
     "per_device_train_batch_size": 1,
@@ -49,8 +51,6 @@ class RecipeGRPOConfig(GRPOConfig):
     """`GRPOConfig` whose counts are checked, all together, before TRL's own arithmetic."""
 
     def __post_init__(self):
-        from .config import RecipeError
-
         problems = count_problems(self)
         if problems:
             raise RecipeError(problems)
@@ -69,8 +69,6 @@ class PlanningGRPOConfig(RecipeGRPOConfig):
         return self._planning_world or super().world_size
 
     def __post_init__(self):
-        from .config import RecipeError
-
         recipe_batch = (self.generation_batch_size, self.steps_per_generation)
         if None not in recipe_batch:  # TRL's own message, which the stand-in below would skip
             raise RecipeError("'generation_batch_size' and 'steps_per_generation' can not be both configured")

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import RecipeError
+from .errors import RecipeError
 
 logger = logging.getLogger(__name__)
 

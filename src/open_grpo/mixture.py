@@ -24,7 +24,9 @@ import difflib
 import logging
 from collections import Counter
 
-from .config import GENERATOR_PREFIX, RecipeError, ScriptArguments
+from .data import filter_long_prompts, load_raw_dataset, to_prompts
+from .errors import RecipeError
+from .recipe_keys import GENERATOR_PREFIX, ScriptArguments
 
 logger = logging.getLogger(__name__)
 
@@ -112,8 +114,6 @@ def _unified(dataset, source: int):
 def load_mixture(script: ScriptArguments, tokenizer, seed: int = 42):
     """The recipe's `datasets` mixed into one training set of chat prompts; problems raise `RecipeError`."""
     from datasets import interleave_datasets
-
-    from .data import filter_long_prompts, load_raw_dataset, to_prompts
 
     sources = []
     for i, entry in enumerate(script.datasets):

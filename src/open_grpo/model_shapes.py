@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from .errors import RecipeError
+
 # Embedding rows of Qwen2.5 checkpoints (`vocab_size` in Qwen/Qwen2.5-*/config.json): the tokenizer's ids padded
 # for GPU efficiency, to 151,936 for 0.5B and 1.5B, to 152,064 for 7B.
 QWEN25_VOCAB_SIZE = 151936
@@ -79,8 +81,6 @@ HUB_MODELS = {"Qwen/Qwen2.5-Math-1.5B": "1.5b", "Qwen/Qwen2.5-Math-7B": "7b"}
 
 def shape_from_config(data: dict, where: str) -> ModelShape:
     """A shape from a parsed config.json; a missing key is a `RecipeError` naming the file and the keys."""
-    from .config import RecipeError
-
     if not all(k in data for k in REQUIRED_KEYS) and isinstance(data.get("text_config"), dict):
         data = data["text_config"]  # vision-language models keep the language model's shape here
     missing = [k for k in REQUIRED_KEYS if not isinstance(data.get(k), int)]
@@ -102,8 +102,6 @@ def shape_from_config(data: dict, where: str) -> ModelShape:
 
 
 def _read_config(path: Path) -> ModelShape:
-    from .config import RecipeError
-
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as e:
@@ -131,8 +129,6 @@ def find_shape(name: str, revision: str | None = None) -> tuple[ModelShape | Non
     if name.startswith(RANDOM_PREFIX):
         shape = name[len(RANDOM_PREFIX) :]
         if shape not in SHAPES:
-            from .config import RecipeError
-
             raise RecipeError(
                 f"unknown random model shape {shape!r} in model_name_or_path; shapes: {', '.join(SHAPES)}"
             )
@@ -141,8 +137,6 @@ def find_shape(name: str, revision: str | None = None) -> tuple[ModelShape | Non
     if local.is_file():
         return _read_config(local), str(local)
     if Path(name).is_dir():
-        from .config import RecipeError
-
         raise RecipeError(f"model_name_or_path {name!r} is a folder without config.json")
     cached = cached_config(name, revision if revision not in (None, "main") else None)
     if cached is not None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .model_shapes import RANDOM_PREFIX
+from .errors import RecipeError
+from .model_shapes import RANDOM_PREFIX, SHAPES
+from .tiny import save_random_model
 
 
 def cache_dir() -> Path:
@@ -18,8 +20,6 @@ def cache_dir() -> Path:
 
 def random_model_problem(name: str) -> str | None:
     """What is wrong with a `random:<shape>` model id, if anything (checked with the recipe, before anything loads)."""
-    from .tiny import SHAPES
-
     if not name.startswith(RANDOM_PREFIX) or name[len(RANDOM_PREFIX) :] in SHAPES:
         return None
     shapes = ", ".join(RANDOM_PREFIX + s for s in SHAPES)
@@ -33,12 +33,8 @@ def resolve_model(name: str) -> str:
     """The path or hub id that transformers and vLLM load."""
     if not name.startswith(RANDOM_PREFIX):
         return name
-    from .tiny import save_random_model
-
     problem = random_model_problem(name)
     if problem:
-        from .config import RecipeError
-
         raise RecipeError(problem)
     shape = name[len(RANDOM_PREFIX) :]
     dtype = "float32" if shape == "tiny" else "bfloat16"

@@ -26,6 +26,8 @@ import sys
 import threading
 from pathlib import Path
 
+from .preflight import model_facts
+
 logger = logging.getLogger(__name__)
 
 PREEMPTED_EXIT = 75  # sysexits.h EX_TEMPFAIL: "try again later"
@@ -140,8 +142,6 @@ def report_save(step: int, seconds: float) -> None:
 
 def warn_if_margin_short(model_name: str, zero_stage: int) -> str | None:
     """Start-up: `margin_warning` for this recipe's model, where its size is known offline (preflight's table)."""
-    from .preflight import model_facts
-
     try:
         num_params = model_facts(model_name).num_params
     except (KeyError, TypeError, ValueError, OSError):  # a hub model preflight has no facts for: nothing to estimate

@@ -16,6 +16,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 
+from .engine.allreduce import multi_node_problem
+from .errors import RecipeError
 from .lora import adapter_plan, trainer_adapter_plan
 from .memory_plan import GIB, describe, fits_one_gpu, memory_plan
 from .model_shapes import ModelShape, find_shape
@@ -64,8 +66,6 @@ def card_memory_gib() -> tuple[float, str]:
 
 def model_facts(name: str, revision: str | None = None) -> ModelShape:
     """The shape of a model the preflight knows (model_shapes.find_shape); `RecipeError` for one it does not."""
-    from .config import RecipeError
-
     shape, where = find_shape(name, revision)
     if shape is None:
         raise RecipeError(f"no shape for model_name_or_path {where}")
@@ -157,8 +157,6 @@ def plan(
     """Layout, batch arithmetic and memory per GPU for a recipe on `nodes` x `gpus_per_node` cards. A None `shape`
     (a model the preflight cannot see) skips the checks that need it, saying why (`shape_note`). `adapter`: a
     `lora.AdapterPlan` for a LoRA run."""
-    from .engine.allreduce import multi_node_problem
-
     p = Plan()
     world = gpus_per_node * nodes
     colocate = training.use_vllm and training.vllm_mode == "colocate"

@@ -32,7 +32,7 @@ from pathlib import Path
 import yaml
 
 from .checkpoints import checkpoints, file_problems, read_marker
-from .config import RecipeError
+from .errors import RecipeError
 from .layout import Layout, check_layout, current_layout
 
 logger = logging.getLogger(__name__)

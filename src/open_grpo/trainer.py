@@ -34,9 +34,9 @@ from trl import GRPOTrainer
 from . import preemption
 from .checkpoints import save_marked
 from .completions_log import CompletionsLog
-from .config import RecipeError
 from .dynamic_sampling import DynamicSampler
 from .engine import allreduce, colocated, gathered
+from .errors import RecipeError
 from .evaluation import EvalRewards
 from .preflight import runtime_plan
 from .rewards.limits import drop_nonfinite_sums
