@@ -23,8 +23,9 @@ from typing import Any
 
 import yaml
 
-from . import shipped
+from . import activation_checkpointing, shipped
 from .engine.allreduce import CHOICES as ALLREDUCE_CHOICES
+from .engine.generation import SAMPLING_LOGPROBS
 
 GENERATOR_PREFIX = "reasoning-gym:"
 
@@ -103,6 +104,53 @@ class ScriptArguments:
             "missing (vLLM 0.26 crashes there otherwise), vLLM's choice elsewhere; 'off'; 'trtllm' (FlashInfer's IPC "
             "backend); 'vllm' (no change). See open_grpo/engine/allreduce.py."
         },
+    )
+
+    vllm_detokenize: bool = field(
+        default=False,
+        metadata={
+            "help": "Colocate: let vLLM detokenize completions as it generates. TRL decodes the token ids itself and "
+            "never reads vLLM's text, so off saves host work on every decode step."
+        },
+    )
+
+    vllm_flat_logprobs: bool = field(
+        default=True,
+        metadata={
+            "help": "Colocate: vLLM returns the sampled-token logprobs as flat lists (the same values) instead of one "
+            "dict and Logprob object per token: fewer Python objects per decode step."
+        },
+    )
+
+    vllm_sampling_logprobs: str = field(
+        default="auto",
+        metadata={
+            "help": "Colocate: 'auto' asks vLLM for the sampled-token logprobs only when the loss reads them (the vLLM "
+            "importance-sampling correction or the off-policy mask); 'always' asks on every call, as TRL does."
+        },
+    )
+
+    fold_old_logprobs: bool = field(
+        default=True,
+        metadata={
+            "help": "Skip TRL's separate no-grad forward for old logprobs when only the vLLM importance-sampling "
+            "correction needs them and every completion is trained on within one optimizer step; the loss pass "
+            "computes the same correction from its own logprobs (open_grpo/engine/folded_logprobs.py)."
+        },
+    )
+
+    pause_gc_in_generation: bool = field(
+        default=True,
+        metadata={
+            "help": "Colocate: pause Python's garbage collector while vLLM generates (a full collection walks the "
+            "whole trainer process and stalls the decode loop); it runs again once generation returns."
+        },
+    )
+
+    gradient_checkpointing_auto: bool = field(
+        default=False,
+        init=False,
+        metadata={"help": "Set by `gradient_checkpointing: auto` (decided at start-up from the memory plan)."},
     )
 
     save_final_model: bool = field(
@@ -266,6 +314,7 @@ def load_recipe(
         raise RecipeError(f"not valid YAML: {e}", path) from e
     if not isinstance(config, dict):
         raise RecipeError("a recipe must be a YAML mapping of keys to values", path)
+    config, overrides, checkpointing_auto = activation_checkpointing.take_auto(config, overrides)
     problems = check_keys_and_types(config, str(path))
     if problems:
         raise RecipeError(problems, path)
@@ -282,6 +331,7 @@ def load_recipe(
         raise RecipeError(f"bad command-line override in {list(overrides)}", path) from e
     if hide_bf16:
         training.bf16 = True
+    script.gradient_checkpointing_auto = checkpointing_auto
     problems = validate(script, training, model)
     if problems:
         raise RecipeError(problems, path)
@@ -310,6 +360,10 @@ def validate(script: ScriptArguments, training, model) -> list[str]:
     if script.vllm_allreduce_fusion not in ALLREDUCE_CHOICES:
         problems.append(
             f"'vllm_allreduce_fusion' must be one of {', '.join(ALLREDUCE_CHOICES)}, got {script.vllm_allreduce_fusion!r}"
+        )
+    if script.vllm_sampling_logprobs not in SAMPLING_LOGPROBS:
+        problems.append(
+            f"'vllm_sampling_logprobs' must be one of {', '.join(SAMPLING_LOGPROBS)}, got {script.vllm_sampling_logprobs!r}"
         )
     try:
         parse_reward_specs(script.rewards, script.reward_funcs, training.reward_weights)

@@ -54,7 +54,7 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
     from .data import load_prompts
     from .metrics import CompactProgress, MetricsFile, format_summary, plot_rewards, read_metrics, summary
     from .rewards.registry import build_rewards, parse_reward_specs
-    from .trainer import OpenGRPOTrainer
+    from .trainer import OpenGRPOTrainer, trainer_options
 
     transformers.set_seed(training.seed)
 
@@ -86,10 +86,7 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
         train_dataset=dataset,
         processing_class=tokenizer,
         callbacks=[MetricsFile(training.output_dir)],
-        vllm_engine_kwargs=script.vllm_engine_kwargs,
-        max_prompt_tokens=script.max_prompt_tokens,
-        vllm_sync_chunk_mib=script.vllm_sync_chunk_mib,
-        vllm_allreduce_fusion=script.vllm_allreduce_fusion,
+        **trainer_options(script),
     )
 
     if trainer.pop_callback(ProgressCallback) is not None:

@@ -7,6 +7,9 @@ What it adds, and nothing else:
 - with TP > 1, vLLM's fused all-reduce switched off where NVLink multicast is unavailable
   (`vllm_allreduce_fusion`, engine/allreduce.py);
 - `vllm_max_model_length` set from the prompt and completion limits when the recipe leaves it unset;
+- less work per step where the result is the same: vLLM's output settings and paused garbage collection during
+  generation (engine/generation.py), the old-logprob pass folded into the loss pass (engine/folded_logprobs.py),
+  gradient checkpointing only where the memory plan needs it (activation_checkpointing.py);
 - per-step phase times, throughput, MFU and peak memory in the logs (telemetry.py);
 - reward health (`rewards/<name>/errors`, `/timeouts`, `/none_frac`), and all ranks stopping together when a reward
   with `on_error: raise` fails on any of them;
@@ -25,12 +28,30 @@ import time
 import torch
 from trl import GRPOTrainer
 
+from . import activation_checkpointing
 from .checkpoints import mark_complete
-from .engine import allreduce, colocated
+from .engine import allreduce, colocated, folded_logprobs, generation
 from .preemption import StopRequest
 from .telemetry import StepTelemetry
 
 logger = logging.getLogger(__name__)
+
+
+def trainer_options(script) -> dict:
+    """`OpenGRPOTrainer`'s own keyword arguments from a recipe's ScriptArguments (open_grpo.train and the benchmark's
+    `open_grpo` row build the trainer from the same recipe keys)."""
+    return {
+        "vllm_engine_kwargs": script.vllm_engine_kwargs,
+        "max_prompt_tokens": script.max_prompt_tokens,
+        "vllm_sync_chunk_mib": script.vllm_sync_chunk_mib,
+        "vllm_allreduce_fusion": script.vllm_allreduce_fusion,
+        "vllm_detokenize": script.vllm_detokenize,
+        "vllm_flat_logprobs": script.vllm_flat_logprobs,
+        "vllm_sampling_logprobs": script.vllm_sampling_logprobs,
+        "fold_old_logprobs": script.fold_old_logprobs,
+        "pause_gc_in_generation": script.pause_gc_in_generation,
+        "gradient_checkpointing_auto": script.gradient_checkpointing_auto,
+    }
 
 
 class OpenGRPOTrainer(GRPOTrainer):
@@ -43,9 +64,20 @@ class OpenGRPOTrainer(GRPOTrainer):
         max_prompt_tokens: int | None = None,
         vllm_sync_chunk_mib: int = 0,
         vllm_allreduce_fusion: str = "auto",
+        vllm_detokenize: bool = True,
+        vllm_flat_logprobs: bool = False,
+        vllm_sampling_logprobs: str = "always",
+        fold_old_logprobs: bool = False,
+        pause_gc_in_generation: bool = False,
+        gradient_checkpointing_auto: bool = False,
         **kwargs,
     ):
+        # The defaults are TRL's behaviour; the recipes' (ScriptArguments) defaults are open_grpo's.
         training_args = kwargs["args"]
+        if gradient_checkpointing_auto:
+            why = activation_checkpointing.decide(training_args, max_prompt_tokens, kwargs.get("model"))
+            if training_args.process_index == 0:
+                logger.info(why)
         if training_args.use_vllm and training_args.vllm_max_model_length is None and max_prompt_tokens:
             training_args.vllm_max_model_length = max_prompt_tokens + training_args.max_completion_length
         if training_args.use_vllm and isinstance(kwargs.get("model"), str):
@@ -64,9 +96,25 @@ class OpenGRPOTrainer(GRPOTrainer):
         self._in_scoring = False
         num_params = sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for p in self.model.parameters())
         self.telemetry = StepTelemetry(num_params)
+        self._fold_old_logprobs, why_not = (
+            folded_logprobs.fold_applies(self.args) if fold_old_logprobs else (False, "")
+        )
+        self._loss_inputs = None  # the micro-batch whose loss is being computed, while folding
+        if fold_old_logprobs and not self._fold_old_logprobs and self.args.process_index == 0:
+            logger.info("fold_old_logprobs: TRL's old-logprob pass kept (%s)", why_not)
         if self.use_vllm:
             gen = self.vllm_generation
             colocated.use_batched_sync(gen, vllm_sync_chunk_mib, self.model)
+            changed = generation.apply(
+                gen,
+                self.args,
+                detokenize=vllm_detokenize,
+                flat_logprobs=vllm_flat_logprobs,
+                sampling_logprobs=vllm_sampling_logprobs,
+                pause_gc=pause_gc_in_generation,
+            )
+            if changed and self.args.process_index == 0:
+                logger.info("colocated vLLM sampling: %s", "; ".join(changed))
             if gen.mode == "colocate":
                 self._record_engine_settings(gen.llm)
             gen.generate = self.telemetry.phases.wrap("generation", gen.generate)
@@ -105,7 +153,11 @@ class OpenGRPOTrainer(GRPOTrainer):
         start = time.perf_counter()
         self._in_scoring = True
         try:
-            output = super()._generate_and_score_completions(inputs)
+            if self._fold_old_logprobs:  # the loss pass computes the correction (attach_ratio)
+                with folded_logprobs.scoring_without_old_logprobs(self):
+                    output = super()._generate_and_score_completions(inputs)
+            else:
+                output = super()._generate_and_score_completions(inputs)
         finally:
             self._in_scoring = False
             self.telemetry.phases.seconds["generate_and_score"] += time.perf_counter() - start
@@ -123,8 +175,19 @@ class OpenGRPOTrainer(GRPOTrainer):
 
     def _get_per_token_logps_and_entropies(self, *args, **kwargs):
         if not self._in_scoring:  # the policy's own forward inside compute_loss counts as training
-            return super()._get_per_token_logps_and_entropies(*args, **kwargs)
+            output = super()._get_per_token_logps_and_entropies(*args, **kwargs)
+            if self._loss_inputs is not None:
+                folded_logprobs.attach_ratio(self, self._loss_inputs, output[0])
+                self._loss_inputs = None
+            return output
         return self.telemetry.phases.wrap("logprobs", super()._get_per_token_logps_and_entropies)(*args, **kwargs)
+
+    def _compute_loss(self, model, inputs):
+        self._loss_inputs = inputs if self._fold_old_logprobs else None
+        try:
+            return super()._compute_loss(model, inputs)
+        finally:
+            self._loss_inputs = None
 
     def _calculate_rewards(self, *args, **kwargs):
         start = time.perf_counter()
