@@ -137,3 +137,30 @@ def test_row_out_of_time_is_killed_with_its_children(tmp_path):
     else:
         raise AssertionError("the row's child process survived the timeout")
     assert run_logged(["true"], tmp_path / "ok.log", timeout_s=10) == 0
+
+
+def test_stopped_driver_takes_its_row_down(tmp_path):
+    """SIGTERM to the driver (a scheduler, `timeout`) kills the running row's whole session, not only the driver."""
+    import signal
+    import subprocess
+    import sys
+
+    pid_file = tmp_path / "child.pid"
+    driver = (
+        "import sys; from pathlib import Path; from open_grpo.bench import driver; driver._stop_on_sigterm(); "
+        f"driver.run_logged(['bash', '-c', 'sleep 300 & echo $! > {pid_file}; wait'], Path(sys.argv[1]), 600)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", driver, str(tmp_path / "row.log")])
+    for _ in range(100):
+        if pid_file.exists() and pid_file.read_text().strip():
+            break
+        time.sleep(0.1)
+    child = int(pid_file.read_text())
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    for _ in range(50):
+        if not os.path.exists(f"/proc/{child}") or open(f"/proc/{child}/stat").read().split()[2] == "Z":
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the row's child process survived the driver's SIGTERM")

@@ -72,16 +72,36 @@ def floor_seconds(facts, ceilings: dict, completions: int, completion_len: int, 
 
 
 def run_logged(cmd: list[str], log: Path, timeout_s: float) -> int | str:
-    """Run `cmd` with its output in `log`, in a session of its own: one that runs out of time is killed with every
-    process it started (accelerate's workers, vLLM's helpers), so the next row gets a free card."""
+    """Run `cmd` with its output in `log`, in a session of its own: one that runs out of time, or whose driver is
+    stopped (Ctrl-C, SIGTERM), is killed with every process it started (accelerate's workers, vLLM's helpers), so
+    the card is free for what comes next."""
     with log.open("w") as f:
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             return proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            _kill_session(proc)
             return f"timeout after {timeout_s} s"
+        except BaseException:
+            _kill_session(proc)
+            raise
+
+
+def _kill_session(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a scheduler, `timeout`) unwinds like Ctrl-C, so the running row's session is killed too."""
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def run_row(name: str, model: str, args, out: Path) -> dict | None:
@@ -145,6 +165,7 @@ def run(args, argv: list[str]) -> int:
         print(f"open-grpo bench: {'; '.join(problems)}. Rows: {', '.join(ROWS)}", file=sys.stderr)
         return 2
     order = run_order(args.rows, args.baseline, args.repeats)
+    _stop_on_sigterm()
     import torch
 
     if not torch.cuda.is_available():
