@@ -1,7 +1,11 @@
 """A test double of vLLM's offline engine: what TRL's colocated VLLMGeneration calls, recorded."""
 
+import gc
 import random
 from types import SimpleNamespace
+
+# The logprob the double reports for every sampled token (tests of the IS correction set it near the model's own).
+SAMPLED_LOGPROB = -5.0
 
 
 class FakeSamplingParams:
@@ -19,6 +23,8 @@ class FakeLLM:
         self.weights: dict = {}  # name -> a copy of the last tensor pushed under that name
         self.load_calls = 0
         self.generate_calls: list[list[list[int]]] = []
+        self.sampling_params: list[FakeSamplingParams] = []
+        self.gc_enabled: list[bool] = []  # whether Python's garbage collector was on during each generate call
         self.calls: list[str] = []
         model = SimpleNamespace(load_weights=self._load_weights)
         self.llm_engine = SimpleNamespace(
@@ -35,11 +41,15 @@ class FakeLLM:
 
     def generate(self, prompts, sampling_params=None, use_tqdm=False):
         self.generate_calls.append([p["prompt_token_ids"] for p in prompts])
+        self.sampling_params.append(sampling_params)
+        self.gc_enabled.append(gc.isenabled())
         rng = random.Random(len(self.generate_calls))
         outputs = []
         for p in prompts:
             ids = [rng.randrange(300, 5000) for _ in range(sampling_params.max_tokens)]
-            logprobs = [{t: SimpleNamespace(logprob=-5.0, rank=1)} for t in ids]
+            logprobs = None
+            if sampling_params.logprobs is not None:
+                logprobs = [{t: SimpleNamespace(logprob=SAMPLED_LOGPROB, rank=1)} for t in ids]
             outputs.append(
                 SimpleNamespace(
                     prompt_token_ids=p["prompt_token_ids"], outputs=[SimpleNamespace(token_ids=ids, logprobs=logprobs)]

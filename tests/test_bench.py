@@ -1,27 +1,75 @@
-"""`open-grpo bench` logic on CPU: a row against the vLLM engine double, the floor, the table."""
+"""`open-grpo bench` logic on CPU: rows against the vLLM engine double, the run order, the ratio and its interval,
+the floor, the table and the plot."""
 
 import json
 import os
+import random
 import time
 
 import pytest
 
-from open_grpo.bench.driver import floor_seconds, run_logged, table
-from open_grpo.bench.variants import OPEN_GRPO, ROWS
+from open_grpo.bench.driver import floor_seconds, run_logged, run_order
+from open_grpo.bench.report import plot, recorded_command, table
+from open_grpo.bench.stats import interleaved, ratio_interval, summarize
+from open_grpo.bench.variants import REFERENCE_RECIPE, ROWS, recipe_overrides
 from open_grpo.bench.worker import main as bench_row
 from open_grpo.models import resolve_model
 from open_grpo.preflight import model_facts
 
 from . import fake_vllm
 
+ALGORITHM_KEYS = {"loss_type", "beta", "num_generations", "per_device_train_batch_size", "steps_per_generation",
+                  "num_iterations", "max_completion_length", "temperature", "top_p", "top_k", "epsilon",
+                  "vllm_importance_sampling_correction", "vllm_importance_sampling_mode", "learning_rate"}  # fmt: skip
+
 
 def test_rows_keep_the_algorithm():
-    # rows may change speed knobs, never the algorithm: no row touches the loss, generations or batch
-    forbidden = {"loss_type", "beta", "num_generations", "per_device_train_batch_size", "steps_per_generation",
-                 "num_iterations", "max_completion_length", "temperature", "epsilon"}  # fmt: skip
+    # rows may change speed knobs, never the algorithm, unless marked as measuring what a part of the loss costs
     for name, row in ROWS.items():
-        assert not forbidden & set(row), name
-    assert ROWS["trl-default"] == {"trainer": "trl"} and OPEN_GRPO["trainer"] == "open_grpo"
+        touched = ALGORITHM_KEYS & set(row["keys"])
+        assert not touched or row.get("changes_loss"), name
+    assert ROWS["trl-default"] == {"kind": "trl", "keys": {}}
+    assert ROWS["open_grpo"] == {"kind": "recipe", "keys": {}}  # the recipe exactly, workload aside
+    assert REFERENCE_RECIPE == "qwen-math-1.5b"
+
+
+def test_recipe_overrides():
+    assert recipe_overrides({"a": True, "b": 3, "c": {"x": "Y"}}) == ["--a", "true", "--b", "3", "--c", '{"x": "Y"}']
+
+
+def test_runs_are_interleaved():
+    assert interleaved(["a", "b"], 2) == ["a", "b", "a", "b"]
+    assert run_order("open_grpo", "trl-default", 2) == ["trl-default", "open_grpo", "trl-default", "open_grpo"]
+    assert run_order("open_grpo,open_grpo-fold", "open_grpo", 1) == ["open_grpo", "open_grpo-fold"]
+
+
+def fake_run(name, values):
+    steps = [{"throughput/completions_per_s_per_gpu": v, "time/step": 16 / v} for v in values]
+    return {"name": name, "steps": steps, "completion_tokens_mean": 1024.0, "max_memory_allocated_gib": 50.0,
+            "max_memory_reserved_gib": 60.0, "device_used_gib": 70.0}  # fmt: skip
+
+
+def test_ratio_from_pooled_medians_with_interval():
+    rng = random.Random(1)
+    base = [[4 + rng.gauss(0, 0.3) for _ in range(8)] for _ in range(2)]
+    fast = [[6 + rng.gauss(0, 0.3) for _ in range(8)] for _ in range(2)]
+    rows = [fake_run("trl-default", base[0]), fake_run("open_grpo", fast[0]),
+            fake_run("trl-default", base[1]), fake_run("open_grpo", fast[1]), {"name": "open_grpo", "error": "x"}]  # fmt: skip
+    s = summarize(rows, "trl-default")
+    import statistics
+
+    expected = statistics.median(fast[0] + fast[1]) / statistics.median(base[0] + base[1])
+    assert s["open_grpo"]["ratio"] == pytest.approx(expected)
+    lo, hi = s["open_grpo"]["ratio_ci95"]
+    assert lo < expected < hi and 1.3 < lo and hi < 1.7
+    rlo, rhi = s["open_grpo"]["ratio_repeats_range"]
+    paired = [statistics.median(f) / statistics.median(b) for f, b in zip(fast, base)]
+    assert (rlo, rhi) == (min(paired), max(paired))
+    assert s["open_grpo"]["runs"] == 3 and s["open_grpo"]["failed_runs"] == 1 and s["open_grpo"]["steps"] == 16
+    assert s["trl-default"]["ratio"] == 1.0
+    # the same distribution: the interval covers 1; a seeded bootstrap gives the same interval again
+    same = ratio_interval([base[1]], [base[0]])
+    assert same[0] < 1 < same[1] and same == ratio_interval([base[1]], [base[0]])
 
 
 def test_floor():
@@ -31,27 +79,47 @@ def test_floor():
     assert 0.6 < f["decode_s"] < 0.9 and f["floor_s"] > f["decode_s"]
 
 
+def test_recorded_command_has_no_machine_paths():
+    cmd = recorded_command(["--rows", "open_grpo", "--out", "/some/machine/dir"])
+    assert cmd == "open-grpo bench --rows open_grpo --out DIR"
+    assert recorded_command(["--out", "bench/results"]) == "open-grpo bench --out bench/results"
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("row", ["trl-default", "open_grpo"])
-def test_row_with_engine_double(monkeypatch, tmp_path, row):
+def test_rows_with_engine_double(monkeypatch, tmp_path):
+    """trl-default and open_grpo (the reference recipe) on CPU; the table and the plot from their results."""
+    monkeypatch.setenv("OPEN_GRPO_BENCH_TMP", str(tmp_path))
     fake_vllm.install(monkeypatch)
-    out = tmp_path / "row.json"
-    bench_row(["--row", row, "--model", resolve_model("random:tiny"), "--out", str(out), "--steps", "2",
-               "--warmup", "1", "--per-device", "8", "--completion-len", "8", "--prompt-len", "64"])  # fmt: skip
-    result = json.loads(out.read_text())
-    assert result["name"] == row and len(result["steps"]) == 2
-    assert result["completion_tokens_mean"] == 8
-    for key in ("step_time_s_median", "completions_per_s_per_gpu", "completion_tokens_per_s_per_gpu", "peak_mem_gib"):
-        assert key in result
-    assert set(result["phases"]) >= {"generation", "weight_sync", "rewards", "train"}
-    assert result["phases"]["generation"] > 0
-    llm = fake_vllm.FakeLLM.instances[-1]
-    assert "model.embed_tokens.weight" in llm.loaded
-    n_params = len(set(llm.loaded))
-    syncs = 3  # one per step (on-policy)
-    # TRL pushes one parameter per call; open_grpo's batched sync one chunk (the tiny model fits one) per step
-    assert llm.load_calls == (syncs if row == "open_grpo" else syncs * n_params)
-    print(table([{**result, "floor_s": 1.0}], result))
+    runs = []
+    for row in ("trl-default", "open_grpo"):
+        out = tmp_path / f"{row}.json"
+        bench_row(["--row", row, "--model", resolve_model("random:tiny"), "--out", str(out), "--steps", "2",
+                   "--warmup", "1", "--per-device", "8", "--completion-len", "8", "--prompt-len", "64"])  # fmt: skip
+        result = json.loads(out.read_text())
+        runs.append(result)
+        assert result["name"] == row and len(result["steps"]) == 2 and result["completion_tokens_mean"] == 8
+        for key in ("step_time_s_median", "completions_per_s_per_gpu", "max_memory_allocated_gib",
+                    "max_memory_reserved_gib", "device_used_gib", "startup_s", "card"):  # fmt: skip
+            assert key in result, key
+        assert all("throughput/completions_per_s_per_gpu" in s for s in result["steps"])
+        assert result["phases"]["generation"] > 0
+    llm_trl, llm_ours = fake_vllm.FakeLLM.instances[-2:]
+    trl, ours = runs
+    # TRL: per-parameter weight sync, vLLM's default outputs, the separate old-logprob pass
+    n_params = len(set(llm_trl.loaded))
+    assert llm_trl.load_calls == 3 * n_params and llm_ours.load_calls == 3  # one chunk per step (on-policy)
+    assert llm_trl.sampling_params[-1].kwargs.get("detokenize", True) is True
+    assert trl["phases"]["logprobs"] > 0
+    # open_grpo: the recipe's settings, picked up through its own loading
+    assert llm_ours.kwargs["max_model_len"] == 64 + 8 and llm_ours.kwargs["gpu_memory_utilization"] == 0.3
+    assert llm_ours.sampling_params[-1].detokenize is False and llm_ours.sampling_params[-1].flat_logprobs is True
+    assert ours["phases"]["logprobs"] == 0  # folded into the loss pass
+    assert llm_ours.gc_enabled and not any(llm_ours.gc_enabled)
+    assert ours["config"]["gradient_checkpointing"] is True  # auto: no memory plan without a GPU
+    summary = summarize(runs, "trl-default")
+    print(table(runs, summary, "trl-default"))
+    plot(runs, summary, "trl-default", tmp_path / "bench.png", "test", 1.0)
+    assert (tmp_path / "bench.png").stat().st_size > 0
 
 
 def test_row_out_of_time_is_killed_with_its_children(tmp_path):
@@ -69,3 +137,30 @@ def test_row_out_of_time_is_killed_with_its_children(tmp_path):
     else:
         raise AssertionError("the row's child process survived the timeout")
     assert run_logged(["true"], tmp_path / "ok.log", timeout_s=10) == 0
+
+
+def test_stopped_driver_takes_its_row_down(tmp_path):
+    """SIGTERM to the driver (a scheduler, `timeout`) kills the running row's whole session, not only the driver."""
+    import signal
+    import subprocess
+    import sys
+
+    pid_file = tmp_path / "child.pid"
+    driver = (
+        "import sys; from pathlib import Path; from open_grpo.bench import driver; driver._stop_on_sigterm(); "
+        f"driver.run_logged(['bash', '-c', 'sleep 300 & echo $! > {pid_file}; wait'], Path(sys.argv[1]), 600)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", driver, str(tmp_path / "row.log")])
+    for _ in range(100):
+        if pid_file.exists() and pid_file.read_text().strip():
+            break
+        time.sleep(0.1)
+    child = int(pid_file.read_text())
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    for _ in range(50):
+        if not os.path.exists(f"/proc/{child}") or open(f"/proc/{child}/stat").read().split()[2] == "Z":
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the row's child process survived the driver's SIGTERM")

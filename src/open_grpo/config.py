@@ -18,9 +18,10 @@ from typing import Any
 
 import yaml
 
-from . import evaluation, lora, shipped
+from . import activation_checkpointing, evaluation, lora, shipped
 from .dynamic_sampling import check_config as check_dynamic_sampling
 from .engine.allreduce import CHOICES as ALLREDUCE_CHOICES
+from .engine.generation import SAMPLING_LOGPROBS
 from .errors import RecipeError
 from .mixture import check_mixture
 from .models import random_model_problem
@@ -89,6 +90,7 @@ def load_recipe(
         raise RecipeError(f"not valid YAML: {e}", path) from e
     if not isinstance(config, dict):
         raise RecipeError("a recipe must be a YAML mapping of keys to values", path)
+    config, overrides, checkpointing_auto = activation_checkpointing.take_auto(config, overrides)
     problems = check_keys_and_types(config, str(path)) + check_override_keys(overrides)
     if problems:
         raise RecipeError(problems, path)
@@ -107,6 +109,7 @@ def load_recipe(
         raise RecipeError(f"bad command-line override in {list(overrides)}", path) from e
     if hide_bf16:
         training.bf16 = True
+    script.gradient_checkpointing_auto = checkpointing_auto
     problems = validate(script, training, model)
     if not for_planning:  # what this machine lacks to run it (planning for a GPU cluster from a laptop is fine)
         problems += lora.runtime_problems(model, training)
@@ -152,6 +155,10 @@ def validate(script: ScriptArguments, training, model) -> list[str]:
             f"'memory_check' must be one of {', '.join(MEMORY_CHECK_CHOICES)}, got {script.memory_check!r}"
         )
     problems.extend(resume_setting_problems(script.resume))
+    if script.vllm_sampling_logprobs not in SAMPLING_LOGPROBS:
+        problems.append(
+            f"'vllm_sampling_logprobs' must be one of {', '.join(SAMPLING_LOGPROBS)}, got {script.vllm_sampling_logprobs!r}"
+        )
     try:
         parse_reward_specs(script.rewards, script.reward_funcs, training.reward_weights)
     except RewardSpecError as e:

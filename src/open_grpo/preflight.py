@@ -11,6 +11,7 @@ problem. The trainer runs the same checks at start-up with the real world size a
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -21,6 +22,8 @@ from .errors import RecipeError
 from .lora import adapter_plan, trainer_adapter_plan
 from .memory_plan import GIB, describe, fits_one_gpu, memory_plan
 from .model_shapes import ModelShape, find_shape
+
+logger = logging.getLogger(__name__)
 
 # Planning outside a job with no GPU visible: an 80 GB card (A100/H100), the common case, said so in the output.
 DEFAULT_GPU_MEM_GIB = 80.0
@@ -292,6 +295,20 @@ def runtime_plan(
                 gpu_mem_gib=mem, zero_stage=zero, memory_check=memory_check, allreduce_fusion=allreduce_fusion,
                 model_dtype=str(dtype).removeprefix("torch."), shape_note=where,
                 adapter=shape and trainer_adapter_plan(shape, peft_config, quantization_config))  # fmt: skip
+
+
+def check_at_start(training, max_prompt_tokens, model_path, memory_check="error", allreduce_fusion="auto",
+                   peft_config=None, quantization_config=None) -> None:  # fmt: skip
+    """`open-grpo check` on the real world size and cards, before vLLM or the model is built (the trainer calls it).
+    Logs the plan on the main process; raises `RecipeError` for its errors."""
+    result = runtime_plan(training, max_prompt_tokens, model_path, memory_check, allreduce_fusion, peft_config,
+                          quantization_config)  # fmt: skip
+    if result is None:
+        return
+    if training.process_index == 0:
+        logger.info("preflight on this cluster:\n%s", result.render())
+    if result.errors:
+        raise RecipeError(result.errors, "preflight")
 
 
 def plan_recipe(recipe, *, gpus_per_node: int, nodes: int, gpu_mem_gib: float, zero_stage: int) -> Plan:

@@ -105,6 +105,53 @@ class ScriptArguments:
         },
     )
 
+    vllm_detokenize: bool = field(
+        default=False,
+        metadata={
+            "help": "Colocate: let vLLM detokenize completions as it generates. TRL decodes the token ids itself and "
+            "never reads vLLM's text, so off saves host work on every decode step."
+        },
+    )
+
+    vllm_flat_logprobs: bool = field(
+        default=True,
+        metadata={
+            "help": "Colocate: vLLM returns the sampled-token logprobs as flat lists (the same values) instead of one "
+            "dict and Logprob object per token: fewer Python objects per decode step."
+        },
+    )
+
+    vllm_sampling_logprobs: str = field(
+        default="auto",
+        metadata={
+            "help": "Colocate: 'auto' asks vLLM for the sampled-token logprobs only when the loss reads them (the vLLM "
+            "importance-sampling correction or the off-policy mask); 'always' asks on every call, as TRL does."
+        },
+    )
+
+    fold_old_logprobs: bool = field(
+        default=True,
+        metadata={
+            "help": "Skip TRL's separate no-grad forward for old logprobs when only the vLLM importance-sampling "
+            "correction needs them and every completion is trained on within one optimizer step; the loss pass "
+            "computes the same correction from its own logprobs (open_grpo/engine/folded_logprobs.py)."
+        },
+    )
+
+    pause_gc_in_generation: bool = field(
+        default=True,
+        metadata={
+            "help": "Colocate: pause Python's garbage collector while vLLM generates (a full collection walks the "
+            "whole trainer process and stalls the decode loop); it runs again once generation returns."
+        },
+    )
+
+    gradient_checkpointing_auto: bool = field(
+        default=False,
+        init=False,
+        metadata={"help": "Set by `gradient_checkpointing: auto` (decided at start-up from the memory plan)."},
+    )
+
     save_final_model: bool = field(
         default=True,
         metadata={"help": "Save the trained model to output_dir at the end (off for throwaway runs: sanity checks)."},

@@ -71,7 +71,7 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
     from .metrics import CompactProgress, MetricsFile, format_summary, plot_rewards, read_metrics, summary
     from .mixture import load_mixture
     from .rewards.registry import build_rewards, parse_reward_specs
-    from .trainer import OpenGRPOTrainer
+    from .trainer import OpenGRPOTrainer, trainer_options
 
     transformers.set_seed(training.seed)
 
@@ -111,14 +111,7 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
         peft_config=peft,
         quantization_config=quantization,
         callbacks=[MetricsFile(training.output_dir)],
-        vllm_engine_kwargs=script.vllm_engine_kwargs,
-        max_prompt_tokens=script.max_prompt_tokens,
-        vllm_sync_chunk_mib=script.vllm_sync_chunk_mib,
-        vllm_allreduce_fusion=script.vllm_allreduce_fusion,
-        completions_log_max_per_step=script.completions_log_max_per_step,
-        dynamic_sampling=script.dynamic_sampling,
-        dynamic_sampling_max_rounds=script.dynamic_sampling_max_rounds,
-        memory_check=script.memory_check,
+        **trainer_options(script),
     )
 
     if trainer.pop_callback(ProgressCallback) is not None:

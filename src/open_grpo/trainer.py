@@ -7,6 +7,9 @@ What it adds, and nothing else:
 - with TP > 1, vLLM's fused all-reduce switched off where NVLink multicast is unavailable
   (`vllm_allreduce_fusion`, engine/allreduce.py);
 - `vllm_max_model_length` set from the prompt and completion limits when the recipe leaves it unset;
+- the throughput levers of docs/PERFORMANCE.md: vLLM's outputs without detokenizing or per-token objects, sampled
+  logprobs only when the loss reads them, the GC paused during generation (engine/generation.py), the old-logprob
+  pass folded into the loss pass (engine/folded_logprobs.py), `gradient_checkpointing: auto`;
 - per-step phase times, throughput, MFU and peak memory in the logs (telemetry.py);
 - reward health (`rewards/<name>/errors`, `/timeouts`, `/none_frac`), and all ranks stopping together when a reward
   with `on_error: raise` fails on any of them;
@@ -22,27 +25,34 @@ Every reach into TRL's or vLLM's internals goes through `open_grpo.engine`.
 from __future__ import annotations
 
 import functools
-import json
 import logging
-import os
 import time
 from collections.abc import Sized
 
 import torch
 from trl import GRPOTrainer
 
-from . import preemption
+from . import activation_checkpointing, preemption
 from .checkpoints import save_marked
 from .completions_log import CompletionsLog
 from .dynamic_sampling import DynamicSampler
-from .engine import allreduce, colocated, gathered
-from .errors import RecipeError
+from .engine import allreduce, colocated, folded_logprobs, gathered, generation
 from .evaluation import EvalRewards
-from .preflight import runtime_plan
+from .preflight import check_at_start
 from .rewards.limits import drop_nonfinite_sums
 from .telemetry import StepTelemetry
 
 logger = logging.getLogger(__name__)
+
+
+def trainer_options(script) -> dict:
+    """`OpenGRPOTrainer`'s own keyword arguments from a recipe's ScriptArguments (open_grpo.train and the benchmark's
+    `open_grpo` row build the trainer from the same recipe keys)."""
+    names = ("vllm_engine_kwargs", "max_prompt_tokens", "vllm_sync_chunk_mib", "vllm_allreduce_fusion",
+             "vllm_detokenize", "vllm_flat_logprobs", "vllm_sampling_logprobs", "fold_old_logprobs",
+             "pause_gc_in_generation", "gradient_checkpointing_auto", "completions_log_max_per_step",
+             "dynamic_sampling", "dynamic_sampling_max_rounds", "memory_check")  # fmt: skip
+    return {name: getattr(script, name) for name in names}
 
 
 class OpenGRPOTrainer(GRPOTrainer):
@@ -57,18 +67,29 @@ class OpenGRPOTrainer(GRPOTrainer):
         max_prompt_tokens: int | None = None,
         vllm_sync_chunk_mib: int = 0,
         vllm_allreduce_fusion: str = "auto",
+        vllm_detokenize: bool = True,
+        vllm_flat_logprobs: bool = False,
+        vllm_sampling_logprobs: str = "always",
+        fold_old_logprobs: bool = False,
+        pause_gc_in_generation: bool = False,
+        gradient_checkpointing_auto: bool = False,
         completions_log_max_per_step: int | None = None,
         dynamic_sampling: bool = False,
         dynamic_sampling_max_rounds: int = 3,
         memory_check: str = "error",
         **kwargs,
     ):
+        # The defaults are TRL's behaviour; the recipes' (ScriptArguments) defaults are open_grpo's.
         training_args = kwargs["args"]
+        if gradient_checkpointing_auto:
+            why = activation_checkpointing.decide(training_args, max_prompt_tokens, kwargs.get("model"))
+            if training_args.process_index == 0:
+                logger.info(why)
         if training_args.use_vllm and training_args.vllm_max_model_length is None and max_prompt_tokens:
             training_args.vllm_max_model_length = max_prompt_tokens + training_args.max_completion_length
         if training_args.use_vllm and isinstance(kwargs.get("model"), str):
-            self._preflight(training_args, max_prompt_tokens, kwargs["model"], memory_check, vllm_allreduce_fusion,
-                            kwargs.get("peft_config"), kwargs.get("quantization_config"))  # fmt: skip
+            check_at_start(training_args, max_prompt_tokens, kwargs["model"], memory_check, vllm_allreduce_fusion,
+                           kwargs.get("peft_config"), kwargs.get("quantization_config"))  # fmt: skip
         self.vllm_engine_kwargs = dict(vllm_engine_kwargs or {})
         if training_args.use_vllm and training_args.vllm_mode == "colocate":
             self.vllm_engine_kwargs, why = allreduce.apply(
@@ -84,6 +105,12 @@ class OpenGRPOTrainer(GRPOTrainer):
         self.eval_rewards = EvalRewards()
         num_params = sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for p in self.model.parameters())
         self.telemetry = StepTelemetry(num_params)
+        self._fold_old_logprobs, why_not = (
+            folded_logprobs.fold_applies(self.args) if fold_old_logprobs else (False, "")
+        )
+        self._loss_inputs = None  # the micro-batch whose loss is being computed, while folding
+        if fold_old_logprobs and not self._fold_old_logprobs and self.args.process_index == 0:
+            logger.info("fold_old_logprobs: TRL's old-logprob pass kept (%s)", why_not)
         self.completions_log = None
         if self.log_completions:
             self.completions_log = CompletionsLog(self.args.output_dir, completions_log_max_per_step,
@@ -95,32 +122,14 @@ class OpenGRPOTrainer(GRPOTrainer):
         if self.use_vllm:
             gen = self.vllm_generation
             colocated.use_batched_sync(gen, vllm_sync_chunk_mib, self.model)
+            changed = generation.apply(gen, self.args, detokenize=vllm_detokenize, flat_logprobs=vllm_flat_logprobs,
+                                       sampling_logprobs=vllm_sampling_logprobs, pause_gc=pause_gc_in_generation)  # fmt: skip
+            if changed and self.args.process_index == 0:
+                logger.info("colocated vLLM sampling: %s", "; ".join(changed))
             if gen.mode == "colocate":
-                self._record_engine_settings(gen.llm)
+                colocated.record_engine_settings(gen.llm, self.args.output_dir, self.accelerator.is_main_process)
             gen.generate = self.telemetry.phases.wrap("generation", gen.generate)
             gen.sync_weights = self.telemetry.phases.wrap("weight_sync", gen.sync_weights)
-
-    def _record_engine_settings(self, llm) -> None:
-        """Write the settings the colocated engine really runs with to <output_dir>/vllm_engine.json."""
-        engine = colocated.engine_settings(llm)
-        if engine is not None and self.accelerator.is_main_process:
-            os.makedirs(self.args.output_dir, exist_ok=True)
-            with open(os.path.join(self.args.output_dir, "vllm_engine.json"), "w") as f:
-                json.dump(engine, f, indent=1, default=str)
-            logger.info("colocated vLLM engine: %s", engine)
-
-    @staticmethod
-    def _preflight(training_args, max_prompt_tokens, model_path, memory_check="error", allreduce_fusion="auto",
-                   peft_config=None, quantization_config=None) -> None:  # fmt: skip
-        """`open-grpo check` on the real world size and cards, before vLLM or the model is built."""
-        result = runtime_plan(training_args, max_prompt_tokens, model_path, memory_check, allreduce_fusion,
-                              peft_config, quantization_config)  # fmt: skip
-        if result is None:
-            return
-        if training_args.process_index == 0:
-            logger.info("preflight on this cluster:\n%s", result.render())
-        if result.errors:
-            raise RecipeError(result.errors, "preflight")
 
     # ---------------------------------------------------------------------------------------------- phase timing
 
@@ -144,7 +153,11 @@ class OpenGRPOTrainer(GRPOTrainer):
 
     def _generate_and_score_once(self, inputs):
         """TRL's generation and scoring of `inputs`, counted for telemetry and kept for completions.jsonl."""
-        output = super()._generate_and_score_completions(inputs)
+        if self._fold_old_logprobs:  # the loss pass computes the correction (folded_logprobs.attach_ratio)
+            with folded_logprobs.scoring_without_old_logprobs(self):
+                output = super()._generate_and_score_completions(inputs)
+        else:
+            output = super()._generate_and_score_completions(inputs)
         if self.completions_log is not None and self.model.training:  # made for the step that is about to end
             rows = gathered.latest_rows(self, len(inputs) * self.accelerator.num_processes)
             self.completions_log.capture(rows, step=self.state.global_step + 1)
@@ -162,8 +175,19 @@ class OpenGRPOTrainer(GRPOTrainer):
 
     def _get_per_token_logps_and_entropies(self, *args, **kwargs):
         if not self._in_scoring:  # the policy's own forward inside compute_loss counts as training
-            return super()._get_per_token_logps_and_entropies(*args, **kwargs)
+            output = super()._get_per_token_logps_and_entropies(*args, **kwargs)
+            if self._loss_inputs is not None:
+                folded_logprobs.attach_ratio(self, self._loss_inputs, output[0])
+                self._loss_inputs = None
+            return output
         return self.telemetry.phases.wrap("logprobs", super()._get_per_token_logps_and_entropies)(*args, **kwargs)
+
+    def _compute_loss(self, model, inputs):
+        self._loss_inputs = inputs if self._fold_old_logprobs else None
+        try:
+            return super()._compute_loss(model, inputs)
+        finally:
+            self._loss_inputs = None
 
     def _calculate_rewards(self, inputs, *args, **kwargs):
         if self.completions_log is not None and "solution" in inputs[0]:  # gathered by TRL with the completions

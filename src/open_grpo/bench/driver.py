@@ -1,14 +1,17 @@
-"""`open-grpo bench`: GRPO throughput on a GPU host, plain TRL against open_grpo, in one file per card.
+"""`open-grpo bench`: GRPO throughput on a GPU, plain TRL against open_grpo's reference recipe, rows interleaved.
 
-    open-grpo bench                                   # trl-default and open_grpo, seed shape, 1 GPU
-    open-grpo bench --rows trl-default,no-gc,open_grpo --steps 5
-    open-grpo bench --gpus 2 --accelerate zero2       # data-parallel rows (per-GPU numbers)
+    open-grpo bench                                   # trl-default and open_grpo, A B A B, 8 measured steps each
+    open-grpo bench --rows open_grpo,open_grpo-fold --baseline open_grpo --repeats 1   # one lever's own gain
+    open-grpo bench --gpus 4 --accelerate zero2       # data-parallel rows (per-GPU numbers)
 
-Seed shape: a Qwen2.5-1.5B-shaped model with random bf16 weights (every completion runs to the maximum length: a
-deterministic worst case), 16 completions per GPU per step (2 prompts x 8), 1024 completion tokens, prompts up to
-512 tokens. Each row runs in its own process; the physical floor (decode: weight bytes per decode step over the
+Bench shape: a Qwen2.5-1.5B-shaped model with random bf16 weights (every completion runs to the maximum length: a
+deterministic worst case), 16 completions per GPU per step (2 prompts x 8), 1024 completion tokens, prompts of ~256
+tokens (512 at most). Each run of a row is its own process; rows run interleaved (`--repeats`), so a drift of the
+machine falls on every row alike. Reported per row: pooled per-step median and spread of completions/s per GPU, and
+the ratio to the baseline row with a bootstrap interval and the range over repeats (stats.py); memory (allocated,
+reserved, the device's used) and start-up time. The physical floor (decode: weight bytes per decode step over the
 measured bandwidth, times the steps; training: 6 x params x tokens over the measured bf16 rate) is measured here.
-Writes bench/results/<UTC time>-<card>.json (other shapes: bench/results/other/), a PNG beside it, and a table.
+Writes <out>/<UTC time>-<card>[-x<N>-<accelerate>].json (other shapes: <out>/other/), a PNG beside it, and a table.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..shipped import accelerate_config
+from .report import plot, recorded_command, table
+from .stats import interleaved, summarize
 from .variants import ROWS
 
 
@@ -67,16 +72,36 @@ def floor_seconds(facts, ceilings: dict, completions: int, completion_len: int, 
 
 
 def run_logged(cmd: list[str], log: Path, timeout_s: float) -> int | str:
-    """Run `cmd` with its output in `log`, in a session of its own: one that runs out of time is killed with every
-    process it started (accelerate's workers, vLLM's helpers), so the next row gets a free card."""
+    """Run `cmd` with its output in `log`, in a session of its own: one that runs out of time, or whose driver is
+    stopped (Ctrl-C, SIGTERM), is killed with every process it started (accelerate's workers, vLLM's helpers), so
+    the card is free for what comes next."""
     with log.open("w") as f:
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             return proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            _kill_session(proc)
             return f"timeout after {timeout_s} s"
+        except BaseException:
+            _kill_session(proc)
+            raise
+
+
+def _kill_session(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a scheduler, `timeout`) unwinds like Ctrl-C, so the running row's session is killed too."""
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def run_row(name: str, model: str, args, out: Path) -> dict | None:
@@ -98,77 +123,49 @@ def run_row(name: str, model: str, args, out: Path) -> dict | None:
     return json.loads(out.read_text())
 
 
-def table(rows: list[dict], base: dict | None) -> str:
-    head = f"{'row':<18}{'s/step':>8}{'compl/s/gpu':>12}{'tok/s/gpu':>11}{'vs trl':>8}{'floor x':>8}{'GiB':>7}  phases (s)"
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        if "error" in r:
-            lines.append(f"{r['name']:<18}FAILED: {r['error']}")
-            continue
-        ratio = (
-            r["completions_per_s_per_gpu"] / base["completions_per_s_per_gpu"]
-            if base and "error" not in base
-            else float("nan")
-        )
-        phases = " ".join(f"{k}={v:.2f}" for k, v in r["phases"].items() if v >= 0.005)
-        lines.append(
-            f"{r['name']:<18}{r['step_time_s_median']:>8.2f}{r['completions_per_s_per_gpu']:>12.2f}"
-            f"{r['completion_tokens_per_s_per_gpu']:>11.0f}{ratio:>8.2f}{r['step_time_s_median'] / r['floor_s']:>8.2f}"
-            f"{r['peak_mem_gib']:>7.1f}  {phases}"
-        )
-    return "\n".join(lines)
-
-
-def plot(rows: list[dict], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ok = [r for r in rows if "error" not in r]
-    names = [r["name"] for r in ok]
-    fig, ax = plt.subplots(figsize=(8, 0.6 * len(ok) + 1.5))
-    left = [0.0] * len(ok)
-    for phase in ["generation", "weight_sync", "rewards", "logprobs", "scoring_other", "train"]:
-        vals = [r["phases"].get(phase, 0.0) for r in ok]
-        ax.barh(names, vals, left=left, label=phase)
-        left = [a + b for a, b in zip(left, vals)]
-    if ok:
-        ax.axvline(ok[0]["floor_s"], color="k", ls="--", lw=1, label="physical floor")
-    ax.set_xlabel("seconds per optimizer step (median)")
-    ax.set_title(title)
-    ax.invert_yaxis()
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def add_arguments(p) -> None:
     p.add_argument("--rows", default="trl-default,open_grpo", help=f"comma-separated, from: {', '.join(ROWS)}")
+    p.add_argument("--baseline", default="trl-default", help="the row every ratio is taken against (added if missing)")
+    p.add_argument("--repeats", type=int, default=2, help="runs of every row, interleaved: A B A B ...")
     p.add_argument("--shape", default="1.5b", help="random:<shape> model (0.5b, 1.5b, 7b)")
     p.add_argument("--gpus", type=int, default=1)
     p.add_argument("--accelerate", default="zero2", help="accelerate config for --gpus > 1")
-    p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--steps", type=int, default=8, help="measured steps per run")
+    p.add_argument("--warmup", type=int, default=2, help="steps per run before the measured ones")
     p.add_argument("--per-device", type=int, default=16)
     p.add_argument("--completion-len", type=int, default=1024)
     p.add_argument("--prompt-len", type=int, default=512)
-    p.add_argument("--row-timeout", type=int, default=900)
+    p.add_argument("--row-timeout", type=int, default=900, help="seconds per run before it is killed")
     p.add_argument("--out", default="bench/results")
+
+
+def usage_problems(args) -> list[str]:
+    names = [n.strip() for n in args.rows.split(",") if n.strip()]
+    problems = [f"unknown row {n!r}" for n in [*names, args.baseline] if n not in ROWS]
+    if args.repeats < 1 or args.steps < 1 or args.warmup < 0:
+        problems.append(
+            f"--repeats and --steps must be >= 1 and --warmup >= 0 (got {args.repeats}, {args.steps}, {args.warmup})"
+        )
+    return problems
+
+
+def run_order(rows: str, baseline: str, repeats: int) -> list[str]:
+    """The runs, in order: the baseline first if `rows` lacks it (every ratio comes from one file: one card, one
+    machine session), then the rows interleaved `repeats` times."""
+    names = [n.strip() for n in rows.split(",") if n.strip()]
+    if baseline not in names:
+        names.insert(0, baseline)
+    return interleaved(names, repeats)
 
 
 def run(args, argv: list[str]) -> int:
     """`open-grpo bench ...` (`argv`: the command line as given, recorded in the results)."""
-
-    names = [n.strip() for n in args.rows.split(",") if n.strip()]
-    unknown = [n for n in names if n not in ROWS]
-    if unknown:
-        print(f"open-grpo bench: unknown rows {unknown}; rows: {', '.join(ROWS)}", file=sys.stderr)
+    problems = usage_problems(args)
+    if problems:
+        print(f"open-grpo bench: {'; '.join(problems)}. Rows: {', '.join(ROWS)}", file=sys.stderr)
         return 2
-    if "trl-default" not in names:
-        names.insert(0, "trl-default")  # every ratio comes from one file, one card, one host session
-    # a row may repeat (e.g. trl-default first and last, to size the host's noise); ratios use the first that ran
+    order = run_order(args.rows, args.baseline, args.repeats)
+    _stop_on_sigterm()
     import torch
 
     if not torch.cuda.is_available():
@@ -178,7 +175,7 @@ def run(args, argv: list[str]) -> int:
     from ..models import resolve_model
     from ..preflight import model_facts
 
-    seed_shape = (args.shape, args.per_device, args.completion_len, args.prompt_len) == ("1.5b", 16, 1024, 512)
+    bench_shape = (args.shape, args.per_device, args.completion_len, args.prompt_len) == ("1.5b", 16, 1024, 512)
     ceilings = measure_ceilings()
     torch.cuda.empty_cache()
     model = resolve_model(f"random:{args.shape}")
@@ -188,7 +185,7 @@ def run(args, argv: list[str]) -> int:
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%MZ")
     card = re.sub(r"[^A-Za-z0-9]+", "-", ceilings["card"].replace("NVIDIA", "")).strip("-") or "gpu"
-    out_dir = Path(args.out) if seed_shape else Path(args.out) / "other"  # seed shape = per GPU, any GPU count
+    out_dir = Path(args.out) if bench_shape else Path(args.out) / "other"  # bench shape = per GPU, any GPU count
     out_dir.mkdir(parents=True, exist_ok=True)
     work = Path(os.environ.get("OPEN_GRPO_BENCH_TMP", "/tmp/open-grpo-bench"))
     work.mkdir(parents=True, exist_ok=True)
@@ -207,19 +204,22 @@ def run(args, argv: list[str]) -> int:
         "ceilings": ceilings,
         "floor": floor,
         "versions": _versions(),
-        "command": "open-grpo bench " + " ".join(argv),
+        "command": recorded_command(argv),
+        "baseline": args.baseline,
+        "order": order,
         "rows": [],
+        "summary": {},
     }
-    for i, name in enumerate(names):
+    for i, name in enumerate(order):
         row = run_row(name, model, args, work / f"{stamp}-{i}-{name}.json")
         if "error" not in row:
             row["floor_s"] = floor["floor_s"]
         result["rows"].append(row)
-        path.write_text(json.dumps(result, indent=1))  # after every row: a host call cut short keeps what ran
-    rows = result["rows"]
-    base = next((r for r in rows if r["name"] == "trl-default" and "error" not in r), None)  # first that ran
-    plot(rows, path.with_suffix(".png"), f"GRPO step on {ceilings['card']} x{args.gpus} ({args.shape})")
-    print(table(rows, base))
+        result["summary"] = summarize(result["rows"], args.baseline)
+        path.write_text(json.dumps(result, indent=1))  # after every run: a session cut short keeps what ran
+    title = f"GRPO step on {ceilings['card']} x{args.gpus} ({args.shape}), rows interleaved"
+    plot(result["rows"], result["summary"], args.baseline, path.with_suffix(".png"), title, floor["floor_s"])
+    print(table(result["rows"], result["summary"], args.baseline))
     print(f"[bench] wrote {path} and {path.with_suffix('.png')}")
     return 0
 

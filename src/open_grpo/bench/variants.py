@@ -1,35 +1,55 @@
-"""The rows `open-grpo bench` compares: plain TRL defaults against open_grpo's defaults, and candidate variants.
+"""The rows `open-grpo bench` compares.
 
-Every row trains the same workload the same way (on-policy: one generation per optimizer step, the same completions
-per step, the same loss); rows differ only in how fast they get there.
+`open_grpo` is the reference recipe (recipes/qwen-math-1.5b.yaml) as users run it, loaded through open_grpo's own
+recipe loading with only the workload replaced (model, batch, lengths, steps, output, logging): a default that pays
+goes into the recipe or ScriptArguments, and this row picks it up. `trl-default` is plain TRL: 1.16's `GRPOConfig`
+defaults for all but the workload. The `open_grpo-<lever>` / `open_grpo+<lever>` rows switch one lever of the recipe
+back to TRL's behaviour (or try one more), to measure each lever's own gain against `open_grpo` in the same file.
+
+Every row trains the same workload the same way (on-policy, the same completions per step, the same loss) and
+differs only in how fast, except rows marked `changes_loss`: those measure what a part of TRL's loss costs and are
+never candidates for a default.
 """
 
 from __future__ import annotations
 
-# What open_grpo does differently from TRL's defaults, and becomes the recipes' and the trainer's defaults once a
-# benchmark shows it pays (docs/PERFORMANCE.md has the numbers).
-OPEN_GRPO = {
-    "trainer": "open_grpo",
-    # Gradient checkpointing stays on (TRL's default): turning it off saved ~0.1 s/step of training on an H200 but
-    # doubled peak memory (56 -> 110 GiB), which an 80 GB card cannot hold next to vLLM's share.
-    # TRL decodes completion ids itself; flat logprobs are the same values without per-token Python dicts
-    "generation_kwargs": {"detokenize": False, "flat_logprobs": True},
-    "vllm_sync_chunk_mib": 1024,  # push weights to vLLM in 1 GiB batches, not one call per parameter
+REFERENCE_RECIPE = "qwen-math-1.5b"
+
+# kind "trl": GRPOConfig keys over TRL's defaults; kind "recipe": recipe keys over the reference recipe's values.
+ROWS: dict[str, dict] = {
+    "trl-default": {"kind": "trl", "keys": {}},
+    "open_grpo": {"kind": "recipe", "keys": {}},
+    # each lever of the recipe, switched back to TRL's behaviour
+    "open_grpo-fold": {"kind": "recipe", "keys": {"fold_old_logprobs": False}},
+    "open_grpo+ckpt": {"kind": "recipe", "keys": {"gradient_checkpointing": True}},
+    "open_grpo-gcpause": {"kind": "recipe", "keys": {"pause_gc_in_generation": False}},
+    "open_grpo-outputs": {"kind": "recipe", "keys": {"vllm_detokenize": True, "vllm_flat_logprobs": False}},
+    "open_grpo-chunksync": {"kind": "recipe", "keys": {"vllm_sync_chunk_mib": 0}},
+    # candidates not (yet) in the recipe
+    "open_grpo+flashinfer": {"kind": "recipe", "keys": {"vllm_engine_kwargs": {"attention_backend": "FLASHINFER"}}},
+    "open_grpo+liger": {"kind": "recipe", "keys": {"use_liger_kernel": True}},
+    "open_grpo+sleep": {"kind": "recipe", "keys": {"vllm_enable_sleep_mode": True, "vllm_sync_chunk_mib": 0}},
+    # what TRL's vLLM importance-sampling correction costs (its old-logprob pass and vLLM's sampled-token logprobs)
+    "open_grpo-iscorr": {
+        "kind": "recipe",
+        "keys": {"vllm_importance_sampling_correction": False},
+        "changes_loss": True,
+    },
+    "hf-generate": {"kind": "trl", "keys": {"use_vllm": False}},
 }
 
-ROWS: dict[str, dict] = {
-    # Plain TRL GRPOTrainer: TRL 1.16's GRPOConfig defaults (gradient checkpointing on) for all but the workload.
-    "trl-default": {"trainer": "trl"},
-    "hf-generate": {"trainer": "trl", "use_vllm": False},
-    "colocate-sleep": {"trainer": "trl", "vllm_enable_sleep_mode": True},
-    "open_grpo": OPEN_GRPO,
-    # one change at a time, to attribute the gain
-    "no-gc": {"trainer": "trl", "gradient_checkpointing": False},
-    "no-detok": {"trainer": "trl", "generation_kwargs": {"detokenize": False}},
-    "batched-sync": {"trainer": "open_grpo", "vllm_sync_chunk_mib": 1024},
-    "open_grpo-nogc": {**OPEN_GRPO, "gradient_checkpointing": False},
-    "flat-logprobs": {"trainer": "trl", "generation_kwargs": {"flat_logprobs": True}},
-    "open_grpo+liger": {**OPEN_GRPO, "use_liger_kernel": True},
-    "open_grpo+mem0.5": {**OPEN_GRPO, "vllm_gpu_memory_utilization": 0.5},
-    "open_grpo+eager": {**OPEN_GRPO, "vllm_engine_kwargs": {"enforce_eager": True}},
-}
+
+def recipe_overrides(keys: dict) -> list[str]:
+    """Recipe keys as `--key value` overrides for open_grpo's recipe loading (mappings as JSON)."""
+    import json
+
+    words = []
+    for key, value in keys.items():
+        if isinstance(value, (dict, list)):
+            text = json.dumps(value)
+        elif isinstance(value, bool):
+            text = str(value).lower()
+        else:
+            text = str(value)
+        words += [f"--{key}", text]
+    return words

@@ -1,7 +1,7 @@
-"""One row of `open-grpo bench`, in its own process: build the trainer the row describes, train warm-up + timed
-steps on the benchmark workload, and write the per-step phase times to a JSON file.
+"""One row of `open-grpo bench`, in its own process: build the trainer the row describes, train warm-up + measured
+steps on the benchmark workload, and write the per-step times to a JSON file.
 
-    python -m open_grpo.bench.worker --row trl-default --model PATH --out row.json [--steps 5 --warmup 2]
+    python -m open_grpo.bench.worker --row open_grpo --model PATH --out row.json [--steps 8 --warmup 2]
     accelerate launch --num_processes 2 --config_file accelerate_configs/zero2.yaml -m open_grpo.bench.worker ...
 """
 
@@ -12,6 +12,8 @@ import json
 import os
 import statistics
 import time
+
+START = time.time()  # start-up (imports, model, engine) is measured from here
 
 
 def build_dataset(tokenizer, n_prompts: int, prompt_tokens: int, seed: int):
@@ -31,12 +33,93 @@ def build_dataset(tokenizer, n_prompts: int, prompt_tokens: int, seed: int):
     return Dataset.from_list(rows)
 
 
+def workload(args, output_dir: str, gpu: bool) -> dict:
+    """What every row shares: model, batch, lengths, steps, output, logging (GRPOConfig / recipe keys)."""
+    return {
+        "per_device_train_batch_size": args.per_device,
+        "num_generations": args.generations,
+        "max_completion_length": args.completion_len,
+        "max_steps": args.warmup + args.steps,
+        "output_dir": output_dir,
+        "report_to": "none",
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "seed": 0,
+        "use_vllm": True,
+        **({} if gpu else {"bf16": False, "use_cpu": True}),  # the CPU path is for tests with the engine double
+    }
+
+
+def trl_trainer_args(row: dict, args, output_dir: str, gpu: bool) -> tuple:
+    """(GRPOConfig, OpenGRPOTrainer options, rewards) for a plain-TRL row: TRL's defaults, the workload, the row."""
+    from trl import GRPOConfig
+
+    from ..rewards.registry import build_rewards, parse_reward_specs
+
+    config = {**workload(args, output_dir, gpu), "bf16": gpu, "vllm_mode": "colocate", **row["keys"]}
+    config["model_init_kwargs"] = {"dtype": "bfloat16" if gpu else "float32"}
+    rewards, weights = build_rewards(parse_reward_specs([{"name": "accuracy"}, {"name": "format"}]))
+    return GRPOConfig(**config, reward_weights=weights), {}, rewards
+
+
+def recipe_trainer_args(row: dict, args, output_dir: str, gpu: bool, model_path: str) -> tuple:
+    """(GRPOConfig, OpenGRPOTrainer options, rewards) for a recipe row: the reference recipe through open_grpo's
+    recipe loading, the workload and the row's keys as overrides."""
+    from ..config import load_recipe
+    from ..rewards.registry import build_rewards, parse_reward_specs
+    from ..trainer import trainer_options
+    from .variants import REFERENCE_RECIPE, recipe_overrides
+
+    keys = {**workload(args, output_dir, gpu), "model_name_or_path": model_path, "max_prompt_tokens": args.prompt_len,
+            "save_final_model": False, **({} if gpu else {"dtype": "float32"}), **row["keys"]}  # fmt: skip
+    cfg = load_recipe(REFERENCE_RECIPE, recipe_overrides(keys))
+    script, training, model_args = cfg.script, cfg.training, cfg.model
+    specs = parse_reward_specs(script.rewards, script.reward_funcs, training.reward_weights)
+    rewards, training.reward_weights = build_rewards(specs)
+    training.model_init_kwargs = {  # as open_grpo.train builds them
+        "revision": model_args.model_revision,
+        "trust_remote_code": training.trust_remote_code,
+        "attn_implementation": model_args.attn_implementation,
+        "dtype": model_args.dtype,
+        **(training.model_init_kwargs or {}),
+    }
+    return training, trainer_options(script), rewards
+
+
+def summarize(name: str, timed: list[dict], config: dict, card: str, world: int) -> dict:
+    """A row's result: every measured step, medians and spread, memory, start-up time."""
+    per_s = [r["throughput/completions_per_s_per_gpu"] for r in timed]
+    step_s = [r["time/step"] for r in timed]
+    phases = ["generation", "weight_sync", "rewards", "logprobs", "scoring_other", "train"]
+    return {
+        "name": name,
+        "card": card,
+        "gpus": world,
+        "config": config,
+        "steps": timed,
+        "step_time_s_median": statistics.median(step_s),
+        "step_time_s_min": min(step_s),
+        "step_time_s_max": max(step_s),
+        "completions_per_s_per_gpu": statistics.median(per_s),
+        "completions_per_s_per_gpu_min": min(per_s),
+        "completions_per_s_per_gpu_max": max(per_s),
+        "completion_tokens_per_s_per_gpu": statistics.median(
+            r["throughput/completion_tokens_per_s_per_gpu"] for r in timed
+        ),
+        "completion_tokens_mean": statistics.mean(r["completions/mean_length"] for r in timed),
+        "max_memory_allocated_gib": max(r.get("memory/peak_gib", 0.0) for r in timed),
+        "max_memory_reserved_gib": max(r.get("memory/peak_reserved_gib", 0.0) for r in timed),
+        "device_used_gib": max(r.get("memory/device_used_gib", 0.0) for r in timed),
+        "phases": {ph: statistics.median(r.get(f"time/{ph}", 0.0) for r in timed) for ph in phases},
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--row", required=True)
     p.add_argument("--model", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--steps", type=int, default=8)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--per-device", type=int, default=16)
     p.add_argument("--generations", type=int, default=8)
@@ -46,74 +129,37 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
     from transformers import AutoTokenizer
-    from trl import GRPOConfig
 
-    from ..rewards.registry import build_rewards, parse_reward_specs
     from ..trainer import OpenGRPOTrainer
     from .variants import ROWS
 
-    row = dict(ROWS[args.row])
-    kind = row.pop("trainer")
-    engine_kwargs = row.pop("vllm_engine_kwargs", None)
-    sync_chunk = row.pop("vllm_sync_chunk_mib", 0)
-    allreduce = row.pop("vllm_allreduce_fusion", "auto")
+    row = ROWS[args.row]
+    gpu = torch.cuda.is_available()
+    output_dir = os.path.join(os.environ.get("OPEN_GRPO_BENCH_TMP", "/tmp/open-grpo-bench"), f"out-{args.row}")
+    if row["kind"] == "recipe":
+        config, options, rewards = recipe_trainer_args(row, args, output_dir, gpu, args.model)
+    else:
+        config, options, rewards = trl_trainer_args(row, args, output_dir, gpu)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    world = int(os.environ.get("WORLD_SIZE", 1))
     dataset = build_dataset(tokenizer, 512, args.prompt_len // 2, seed=0)
-    rewards, weights = build_rewards(parse_reward_specs([{"name": "accuracy"}, {"name": "format"}]))
-    workload = dict(
-        output_dir=f"/tmp/bench-{args.row}",
-        per_device_train_batch_size=args.per_device,
-        num_generations=args.generations,
-        max_completion_length=args.completion_len,
-        bf16=torch.cuda.is_available(),
-        use_cpu=not torch.cuda.is_available(),  # the CPU path is for tests with an engine double
-        report_to="none",
-        use_vllm=True,
-        vllm_mode="colocate",
-        max_steps=args.warmup + args.steps,
-        logging_steps=1,
-        save_strategy="no",
-        reward_weights=weights,
-        seed=0,
-        model_init_kwargs={"dtype": "bfloat16" if torch.cuda.is_available() else "float32"},
-    )
-    config = GRPOConfig(**{**workload, **row})
-    # Both kinds run through OpenGRPOTrainer for its phase timers; for "trl" rows it adds no engine kwargs, no
-    # length cap and TRL's own weight sync, so they behave exactly as plain GRPOTrainer.
+    # TRL rows run through OpenGRPOTrainer too, for its phase timers: with no options it adds no engine kwargs, no
+    # length cap and TRL's own weight sync and sampling, so they behave exactly as plain GRPOTrainer.
     trainer = OpenGRPOTrainer(
         model=args.model,
         reward_funcs=rewards,
         args=config,
         train_dataset=dataset,
         processing_class=tokenizer,
-        vllm_engine_kwargs=engine_kwargs if kind == "open_grpo" else None,
-        max_prompt_tokens=args.prompt_len if kind == "open_grpo" else None,
-        vllm_sync_chunk_mib=sync_chunk if kind == "open_grpo" else 0,
-        vllm_allreduce_fusion=allreduce if kind == "open_grpo" else "vllm",
+        **options,
     )
-    start = time.time()
+    startup_s = time.time() - START
     trainer.train()
-    rows = [h for h in trainer.state.log_history if "time/step" in h]
-    timed = rows[args.warmup :]
+    timed = [h for h in trainer.state.log_history if "time/step" in h][args.warmup :]
     if trainer.accelerator.is_main_process:
-        phases = ["generation", "weight_sync", "rewards", "logprobs", "scoring_other", "train"]
-        result = {
-            "name": args.row,
-            "card": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-            "gpus": world,
-            "config": {"trainer": kind, **row, "vllm_engine_kwargs": engine_kwargs, "vllm_sync_chunk_mib": sync_chunk},
-            "steps": [{k: v for k, v in r.items()} for r in timed],
-            "step_time_s_median": statistics.median(r["time/step"] for r in timed),
-            "completions_per_s_per_gpu": statistics.median(r["throughput/completions_per_s_per_gpu"] for r in timed),
-            "completion_tokens_per_s_per_gpu": statistics.median(
-                r["throughput/completion_tokens_per_s_per_gpu"] for r in timed
-            ),
-            "completion_tokens_mean": statistics.mean(r["completions/mean_length"] for r in timed),
-            "peak_mem_gib": max(r.get("memory/peak_gib", 0.0) for r in timed),
-            "phases": {ph: statistics.median(r.get(f"time/{ph}", 0.0) for r in timed) for ph in phases},
-            "wall_s": time.time() - start,
-        }
+        recorded = {"kind": row["kind"], "keys": row["keys"], "gradient_checkpointing": config.gradient_checkpointing}
+        card = torch.cuda.get_device_name() if gpu else "cpu"
+        result = summarize(args.row, timed, recorded, card, int(os.environ.get("WORLD_SIZE", 1)))
+        result.update(startup_s=startup_s, wall_s=time.time() - START)
         with open(args.out, "w") as f:
             json.dump(result, f, indent=1)
 

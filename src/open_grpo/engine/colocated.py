@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import json
 import logging
 import os
 
@@ -91,6 +92,16 @@ def engine_settings(llm) -> dict | None:
     except AttributeError as e:
         logger.warning("could not read the vLLM engine's config: %s", e)
         return None
+
+
+def record_engine_settings(llm, output_dir: str, is_main: bool) -> None:
+    """Write the settings the colocated engine really runs with to <output_dir>/vllm_engine.json (and the log)."""
+    engine = engine_settings(llm)
+    if engine is not None and is_main:
+        os.makedirs(output_dir, exist_ok=True)
+        with open(os.path.join(output_dir, "vllm_engine.json"), "w") as f:
+            json.dump(engine, f, indent=1, default=str)
+        logger.info("colocated vLLM engine: %s", engine)
 
 
 class EpochSeededRepeatSampler(RepeatSampler):
