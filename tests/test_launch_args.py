@@ -11,7 +11,7 @@ from open_grpo.cli import main as cli
 def outside_a_job(monkeypatch):
     for var in ("SLURM_JOB_ID", "GLOO_SOCKET_IFNAME", "CUDA_VISIBLE_DEVICES"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr("open_grpo.preflight.visible_gpus", lambda: [])
+    monkeypatch.setattr("open_grpo.gpus.visible_gpus", lambda: [])
 
 
 def _launch_args(capsys, *argv):

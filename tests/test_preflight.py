@@ -241,13 +241,13 @@ def test_seven_b_at_4096_tokens_fits_a_80gb_card(capsys):
 
 
 def test_card_memory_default_is_said(capsys, monkeypatch):
-    monkeypatch.setattr("open_grpo.preflight.visible_gpus", lambda: [])
+    monkeypatch.setattr("open_grpo.gpus.visible_gpus", lambda: [])
     code, out, _ = _check(capsys, "qwen-math-1.5b")
     assert "no GPU visible: planned for a card of 80 GiB, the default" in out
 
 
 def test_visible_gpus_follow_cuda_visible_devices(monkeypatch, tmp_path):
-    from open_grpo.preflight import visible_gpus
+    from open_grpo.gpus import visible_gpus
 
     smi = tmp_path / "nvidia-smi"
     smi.write_text("#!/bin/bash\nfor i in 0 1 2 3; do echo 'NVIDIA H200, 143771'; done\n")

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 
+from .preflight import runtime_plan
+
 logger = logging.getLogger(__name__)
 
 AUTO = "auto"
@@ -51,8 +53,6 @@ def take_auto(config: dict, overrides: list[str]) -> tuple[dict, list[str], bool
 
 def decide(training, max_prompt_tokens: int | None, model_path) -> str:
     """Set `training.gradient_checkpointing` from the memory plan on this cluster; returns why, for the log."""
-    from .preflight import runtime_plan
-
     training.gradient_checkpointing = False
     plan = runtime_plan(training, max_prompt_tokens, model_path) if isinstance(model_path, str) else None
     if plan is None:

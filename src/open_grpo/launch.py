@@ -15,17 +15,10 @@ from __future__ import annotations
 import os
 import shlex
 
+from . import gpus as machine_gpus
 from . import shipped
 from .config import RecipeError, load_recipe
-from .preflight import (
-    DEFAULT_GPUS_PER_NODE,
-    ZERO_STAGE,
-    PlanFailed,
-    card_memory_gib,
-    layout_problems,
-    plan_recipe,
-    visible_gpus,
-)
+from .preflight import ZERO_STAGE, PlanFailed, layout_problems, plan_recipe
 
 # The rendezvous port of a job: derived from the job id, so two jobs sharing a node differ, inside 20000-28999:
 # below Linux's ephemeral range (32768-60999, where the kernel hands out the ports of outgoing connections, so a
@@ -46,7 +39,7 @@ def node_gpus(gpus_per_node: int | None, gpu_mem_gib: float | None, in_job: bool
     """(GPUs per node, card memory in GiB, notes): inside a job from this node's GPUs, checked against the layout;
     outside, the given values or the documented defaults, with a note saying which."""
     if in_job:
-        gpus = visible_gpus()
+        gpus = machine_gpus.visible_gpus()
         if not gpus:
             raise PlanFailed(["no GPU is visible on this node (nvidia-smi lists none): submit with GPUs "
                               "(sbatch --gpus-per-node=N), or run the CPU demo with ACCELERATE=cpu"], where)  # fmt: skip
@@ -57,10 +50,10 @@ def node_gpus(gpus_per_node: int | None, gpu_mem_gib: float | None, in_job: bool
         return len(gpus), gpu_mem_gib or gpus[0][1], []
     notes = []
     if gpus_per_node is None:
-        gpus_per_node = DEFAULT_GPUS_PER_NODE
+        gpus_per_node = machine_gpus.DEFAULT_GPUS_PER_NODE
         notes.append(f"not in a job: planned for {gpus_per_node} GPUs per node, the default (set --gpus-per-node)")
     if gpu_mem_gib is None:
-        gpu_mem_gib, source = card_memory_gib()
+        gpu_mem_gib, source = machine_gpus.card_memory_gib()
         notes.append(f"card memory {gpu_mem_gib:g} GiB from {source}")
     return gpus_per_node, gpu_mem_gib, notes
 

@@ -60,6 +60,8 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
         os.environ["WANDB_MODE"] = "offline"
         logger.info("no WANDB_API_KEY: W&B logs offline to ./wandb (sync later with `wandb sync`)")
 
+    # Imported only now, with the stop handler installed: a preemption signal during these (torch, TRL, transformers:
+    # seconds) still exits 75, and recipe errors above come before them.
     import transformers
     from transformers import AutoTokenizer
     from transformers.trainer_callback import ProgressCallback

@@ -26,6 +26,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..models import resolve_model
+from ..preflight import model_facts
 from ..shipped import accelerate_config
 from .report import plot, recorded_command, table
 from .stats import interleaved, summarize
@@ -171,9 +173,6 @@ def run(args, argv: list[str]) -> int:
     if not torch.cuda.is_available():
         print("open-grpo bench needs a CUDA GPU (see docs/PERFORMANCE.md for measured results)", file=sys.stderr)
         return 2
-
-    from ..models import resolve_model
-    from ..preflight import model_facts
 
     bench_shape = (args.shape, args.per_device, args.completion_len, args.prompt_len) == ("1.5b", 16, 1024, 512)
     ceilings = measure_ceilings()

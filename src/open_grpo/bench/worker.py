@@ -13,6 +13,11 @@ import os
 import statistics
 import time
 
+from ..config import load_recipe
+from ..rewards.registry import build_rewards, parse_reward_specs
+from ..trainer import OpenGRPOTrainer, trainer_options
+from .variants import REFERENCE_RECIPE, ROWS, recipe_overrides
+
 START = time.time()  # start-up (imports, model, engine) is measured from here
 
 
@@ -54,8 +59,6 @@ def trl_trainer_args(row: dict, args, output_dir: str, gpu: bool) -> tuple:
     """(GRPOConfig, OpenGRPOTrainer options, rewards) for a plain-TRL row: TRL's defaults, the workload, the row."""
     from trl import GRPOConfig
 
-    from ..rewards.registry import build_rewards, parse_reward_specs
-
     config = {**workload(args, output_dir, gpu), "bf16": gpu, "vllm_mode": "colocate", **row["keys"]}
     config["model_init_kwargs"] = {"dtype": "bfloat16" if gpu else "float32"}
     rewards, weights = build_rewards(parse_reward_specs([{"name": "accuracy"}, {"name": "format"}]))
@@ -65,11 +68,6 @@ def trl_trainer_args(row: dict, args, output_dir: str, gpu: bool) -> tuple:
 def recipe_trainer_args(row: dict, args, output_dir: str, gpu: bool, model_path: str) -> tuple:
     """(GRPOConfig, OpenGRPOTrainer options, rewards) for a recipe row: the reference recipe through open_grpo's
     recipe loading, the workload and the row's keys as overrides."""
-    from ..config import load_recipe
-    from ..rewards.registry import build_rewards, parse_reward_specs
-    from ..trainer import trainer_options
-    from .variants import REFERENCE_RECIPE, recipe_overrides
-
     keys = {**workload(args, output_dir, gpu), "model_name_or_path": model_path, "max_prompt_tokens": args.prompt_len,
             "save_final_model": False, **({} if gpu else {"dtype": "float32"}), **row["keys"]}  # fmt: skip
     cfg = load_recipe(REFERENCE_RECIPE, recipe_overrides(keys))
@@ -129,9 +127,6 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
     from transformers import AutoTokenizer
-
-    from ..trainer import OpenGRPOTrainer
-    from .variants import ROWS
 
     row = ROWS[args.row]
     gpu = torch.cuda.is_available()

@@ -19,7 +19,8 @@ USAGE_ERROR = 2
 
 
 def add_arguments(p) -> None:
-    from ..preflight import DEFAULT_GPUS_PER_NODE, ZERO_STAGE
+    from ..gpus import DEFAULT_GPUS_PER_NODE
+    from ..preflight import ZERO_STAGE
 
     p.add_argument("recipe", help="a recipe name (open-grpo recipes) or a path to a recipe YAML")
     p.add_argument("--gpus-per-node", type=int, default=DEFAULT_GPUS_PER_NODE)
@@ -34,7 +35,8 @@ def run(args, overrides: list[str]) -> int:
     import sys
 
     from ..config import RecipeError, load_recipe
-    from ..preflight import ZERO_STAGE, card_memory_gib, layout_problems, plan_recipe
+    from ..gpus import card_memory_gib
+    from ..preflight import ZERO_STAGE, layout_problems, plan_recipe
 
     usage = layout_problems(args.gpus_per_node, args.nodes)
     if args.gpu_mem_gib is not None and args.gpu_mem_gib <= 0:
