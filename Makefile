@@ -59,7 +59,7 @@ train: $(BIN)/open-grpo
 	$(BIN)/accelerate launch --config_file accelerate_configs/$(ACCELERATE).yaml --num_processes $(NUM_GPUS) -m open_grpo.train --config "$(RECIPE_FILE)" $(ARGS)
 
 check: $(BIN)/open-grpo
-	$(BIN)/open-grpo check "$(RECIPE_FILE)" $(if $(NUM_GPUS),--gpus-per-node $(NUM_GPUS)) --accelerate $(ACCELERATE) $(ARGS)
+	$(BIN)/open-grpo check "$(RECIPE_FILE)" $(if $(filter-out 0,$(NUM_GPUS)),--gpus-per-node $(NUM_GPUS)) --accelerate $(ACCELERATE) $(ARGS)
 
 bench: $(BIN)/open-grpo
 	$(BIN)/open-grpo bench $(ARGS)

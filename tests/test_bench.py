@@ -107,7 +107,9 @@ def test_rows_with_engine_double(monkeypatch, tmp_path):
     trl, ours = runs
     # TRL: per-parameter weight sync, vLLM's default outputs, the separate old-logprob pass
     n_params = len(set(llm_trl.loaded))
-    assert llm_trl.load_calls == 3 * n_params and llm_ours.load_calls == 3  # one chunk per step (on-policy)
+    assert llm_trl.load_calls == 3 * n_params  # one call per parameter and step (on-policy)
+    # one chunk per step, plus one for the recipe's evaluation before the first step (eval_on_start)
+    assert llm_ours.load_calls == 3 + 1
     assert llm_trl.sampling_params[-1].kwargs.get("detokenize", True) is True
     assert trl["phases"]["logprobs"] > 0
     # open_grpo: the recipe's settings, picked up through its own loading

@@ -246,14 +246,19 @@ def test_metrics_readers_tolerate_none_rewards_and_a_torn_last_line(tmp_path):
     path.write_text('{"step": 1, "reward": null, "time/step": 1.0}\n{"step": 2, "reward": 0.5}\n{"step": 3, "rew')
     rows = read_metrics(path)
     assert [r["step"] for r in rows] == [1, 2]
-    s = summary(rows)
-    assert s["reward_first"] == 0.5 and s["steps"] == 2
-    assert "n/a" not in format_summary(s, tmp_path)
+    s = summary(rows)  # two steps: the first and the second half, one step each
+    assert s["reward_first"] is None and s["reward_last"] == 0.5 and s["steps"] == 2
+    assert "reward, first 1 logged steps: n/a" in format_summary(s, tmp_path)
     plot_rewards(rows, tmp_path / "curve.png")
     nothing = summary([{"step": 1, "reward": None}])
-    assert nothing["reward_first"] is None and "reward, first 10 logged steps: n/a" in format_summary(
-        nothing, tmp_path
-    )
+    assert nothing["reward_first"] is None and "reward, first 1 logged steps: n/a" in format_summary(nothing, tmp_path)
+
+
+def test_summary_of_a_short_run_compares_its_halves():
+    rows = [{"step": i + 1, "reward": r} for i, r in enumerate([0.6, 0.6, 0.7, 0.7])]
+    s = summary(rows)
+    assert s["window"] == 2 and s["reward_gain"] == pytest.approx(0.1)
+    assert summary(rows * 10)["window"] == 10
 
 
 def test_metrics_after_a_resume_hold_each_step_once(tmp_path):

@@ -69,3 +69,28 @@ def test_train_module_without_a_config_value_is_a_usage_error(capsys):
     assert cli(["--config"]) == 2
     assert cli(["--max_steps", "3"]) == 2
     assert "--config needs a recipe" in capsys.readouterr().err
+
+
+def test_check_plans_a_gpu_recipe_without_a_bf16_line_on_a_cpu_machine(tmp_path, capsys):
+    """GRPOConfig's bf16 defaults to true: planning on a login node without a GPU must not trip over it."""
+    recipe = (ROOT / "recipes" / "qwen-math-1.5b.yaml").read_text().replace("bf16: true\n", "")
+    assert "bf16" not in recipe
+    (tmp_path / "gpu.yaml").write_text(recipe)
+    assert main(["check", str(tmp_path / "gpu.yaml"), "--gpu-mem-gib", "80"]) == 0, capsys.readouterr().err
+
+
+def test_extra_words_and_unknown_configs_are_usage_errors(capsys):
+    assert main(["recipes", "stray"]) == 2
+    assert main(["rewards", "stray"]) == 2
+    assert "unrecognized arguments: stray" in capsys.readouterr().err
+    assert main(["launch-args", "qwen-math-1.5b", "--nodes", "2", "--accelerate", "zero1"]) == 2
+    assert "unknown accelerate config 'zero1'" in capsys.readouterr().err
+
+
+def test_train_module_takes_config_equals_form(monkeypatch):
+    import open_grpo.train as train
+
+    seen = {}
+    monkeypatch.setattr(train, "main", lambda recipe, overrides: seen.update(recipe=recipe, overrides=overrides))
+    assert train.cli(["--config=demo", "--max_steps", "3"]) == 0
+    assert seen == {"recipe": "demo", "overrides": ["--max_steps", "3"]}

@@ -26,7 +26,7 @@ def test_outside_a_job_the_defaults_are_said(capsys, outside_a_job):
     assert code == 0, err
     assert values["OG_GPUS_PER_NODE"] == "8" and values["OG_WORLD_SIZE"] == "16"
     assert "not in a job: planned for 8 GPUs per node, the default" in err
-    assert "card memory 80 GiB from no GPU visible: planned for a card of 80 GiB, the default" in err
+    assert "card memory 80 GiB: the default: no GPU visible here" in err
     # several nodes, colocated: every rank joins one gloo group, which needs the right interface
     assert "GLOO_SOCKET_IFNAME is not set" in err
 
@@ -40,7 +40,8 @@ def test_memory_check_warn_turns_the_over_budget_error_into_a_warning(capsys, ou
 
 
 def test_trtllm_across_nodes_is_refused(capsys, outside_a_job):
-    code, values, err = _launch_args(capsys, "qwen-math-7b", "--nodes", "2", "--", "--vllm_allreduce_fusion", "trtllm")
+    code, values, err = _launch_args(capsys, "qwen-math-7b", "--nodes", "2", "--tp", "2", "--",
+                                     "--vllm_allreduce_fusion", "trtllm")  # fmt: skip
     assert code == 1 and not values and "trtllm is FlashInfer's single-node backend" in err
 
 

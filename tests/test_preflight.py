@@ -243,7 +243,7 @@ def test_seven_b_at_4096_tokens_fits_a_80gb_card(capsys):
 def test_card_memory_default_is_said(capsys, monkeypatch):
     monkeypatch.setattr("open_grpo.gpus.visible_gpus", lambda: [])
     code, out, _ = _check(capsys, "qwen-math-1.5b")
-    assert "no GPU visible: planned for a card of 80 GiB, the default" in out
+    assert "card memory 80 GiB: the default: no GPU visible here" in out
 
 
 def test_visible_gpus_follow_cuda_visible_devices(monkeypatch, tmp_path):
@@ -263,10 +263,11 @@ def test_visible_gpus_follow_cuda_visible_devices(monkeypatch, tmp_path):
 
 
 def test_trtllm_across_nodes_is_a_preflight_error(capsys):
-    args = ["qwen-math-7b", "--nodes", "2", "--vllm_allreduce_fusion", "trtllm"]
+    args = ["qwen-math-7b", "--nodes", "2", "--vllm_tensor_parallel_size", "2", "--vllm_allreduce_fusion", "trtllm"]
     code, out, _ = _check(capsys, *args)
     assert code == 1 and "trtllm is FlashInfer's single-node backend" in out
-    code, out, _ = _check(capsys, "qwen-math-7b", "--nodes", "1", "--vllm_allreduce_fusion", "trtllm")
+    tp2 = ["--vllm_tensor_parallel_size", "2"]
+    code, out, _ = _check(capsys, "qwen-math-7b", "--nodes", "1", *tp2, "--vllm_allreduce_fusion", "trtllm")
     assert code == 0, out
-    code, out, _ = _check(capsys, "qwen-math-7b", "--nodes", "2")
+    code, out, _ = _check(capsys, "qwen-math-7b", "--nodes", "2", *tp2)
     assert code == 0 and "fused all-reduce is turned off (auto)" in out

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from .preflight import runtime_plan
+from . import preflight
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def take_auto(config: dict, overrides: list[str]) -> tuple[dict, list[str], bool
 def decide(training, max_prompt_tokens: int | None, model_path) -> str:
     """Set `training.gradient_checkpointing` from the memory plan on this cluster; returns why, for the log."""
     training.gradient_checkpointing = False
-    plan = runtime_plan(training, max_prompt_tokens, model_path) if isinstance(model_path, str) else None
+    plan = preflight.runtime_plan(training, max_prompt_tokens, model_path) if isinstance(model_path, str) else None
     if plan is None:
         training.gradient_checkpointing = True
         why = "on: no memory plan here (no GPU, or the model's shape is unknown)"

@@ -96,7 +96,9 @@ def load_recipe(
         raise RecipeError(problems, path)
 
     parser = _recipe_parser(for_planning)
-    hide_bf16 = for_planning and config.get("bf16") and not torch.cuda.is_available()
+    # GRPOConfig's bf16 defaults to true (unless fp16): planning without a GPU parses it as false and sets it back
+    wants_bf16 = _last_override(overrides, "bf16", config.get("bf16", not config.get("fp16", False)))
+    hide_bf16 = for_planning and wants_bf16 and not torch.cuda.is_available()
     try:
         script, training, model = parser.parse_args_and_config(
             ["--config", str(path), *overrides, *(["--bf16", "false"] if hide_bf16 else [])]
@@ -116,6 +118,18 @@ def load_recipe(
     if problems:
         raise RecipeError(problems, path)
     return Recipe(path=path, script=script, training=training, model=model)
+
+
+def _last_override(overrides, key: str, default):
+    """The value a boolean key ends with: the last `--key [value]` override, else `default`."""
+    value, flag = default, f"--{key}"
+    for i, word in enumerate(overrides):
+        if word == flag:
+            following = overrides[i + 1] if i + 1 < len(overrides) else "true"
+            value = following.startswith("--") or following.lower() in ("true", "1", "yes")
+        elif word.startswith(flag + "="):
+            value = word.split("=", 1)[1].lower() in ("true", "1", "yes")
+    return bool(value)
 
 
 def validate(script: ScriptArguments, training, model) -> list[str]:

@@ -17,3 +17,7 @@ class RecipeError(ValueError):
         else:
             lines = "\n".join(f"  - {p}" for p in self.problems)
             super().__init__(f"{head}{len(self.problems)} problems:\n{lines}")
+
+
+class UsageError(RecipeError):
+    """A command used wrongly (an unknown flag, a value out of range): exit 2 with the message, like a recipe error."""

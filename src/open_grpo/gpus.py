@@ -43,5 +43,5 @@ def card_memory_gib() -> tuple[float, str]:
         return gpus[0][1], f"this machine's {gpus[0][0]}"
     return (
         DEFAULT_GPU_MEM_GIB,
-        f"no GPU visible: planned for a card of {DEFAULT_GPU_MEM_GIB:g} GiB, the default (set --gpu-mem-gib)",
+        "the default: no GPU visible here (set --gpu-mem-gib for your cards)",
     )

@@ -54,7 +54,7 @@ def node_gpus(gpus_per_node: int | None, gpu_mem_gib: float | None, in_job: bool
         notes.append(f"not in a job: planned for {gpus_per_node} GPUs per node, the default (set --gpus-per-node)")
     if gpu_mem_gib is None:
         gpu_mem_gib, source = machine_gpus.card_memory_gib()
-        notes.append(f"card memory {gpu_mem_gib:g} GiB from {source}")
+        notes.append(f"card memory {gpu_mem_gib:g} GiB: {source}")
     return gpus_per_node, gpu_mem_gib, notes
 
 
@@ -77,7 +77,7 @@ def launch_args(
     if tp is not None and tp < 1:
         problems.append(f"--tp must be at least 1, got {tp}")
     if problems:
-        raise RecipeError(problems, "launch-args")
+        raise RecipeError(problems)
     overrides = list(extra) + (["--vllm_tensor_parallel_size", str(tp)] if tp else [])
     cfg = load_recipe(recipe, overrides, for_planning=True)
     training = cfg.training
@@ -85,6 +85,7 @@ def launch_args(
     where = f"{cfg.path} on {nodes} node(s), TP {tp}"
     if accelerate not in ZERO_STAGE:
         raise RecipeError(f"unknown accelerate config {accelerate!r}; known: {', '.join(ZERO_STAGE)}", where)
+    config_file = shipped.accelerate_config(accelerate)  # absolute: the job may start in another directory
     if cpu and (nodes != 1 or training.use_vllm):
         raise RecipeError("ACCELERATE=cpu runs one process on one node without vLLM (recipes/demo.yaml)", where)
     notes = []
@@ -103,7 +104,6 @@ def launch_args(
 
     world = nodes * procs_per_node
     port = main_port(job_id)
-    config_file = shipped.accelerate_config(accelerate)  # absolute: the job may start in another directory
     launch = ["accelerate", "launch", "--config_file", str(config_file), "--num_machines", str(nodes),
               "--num_processes", str(world), "--machine_rank", "$SLURM_NODEID", "--main_process_ip", main_host,
               "--main_process_port", str(port)]  # fmt: skip

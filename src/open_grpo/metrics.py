@@ -129,14 +129,16 @@ def _mean(values) -> float | None:
 
 def summary(rows: list[dict], window: int = 10) -> dict:
     """First and last `window` logged steps' mean reward (None where no step could be scored), the mean step time,
-    and the first and last evaluation."""
+    and the first and last evaluation. A run shorter than two windows compares its first and second halves."""
     evals, rows = evaluation.eval_summary(rows), training_rows(rows)
     if not rows:
         return {"eval": evals} if evals else {}
+    window = max(1, min(window, len(rows) // 2))
     first = _mean(r["reward"] for r in rows[:window])
     last = _mean(r["reward"] for r in rows[-window:])
     return {
         "steps": rows[-1]["step"],
+        "window": window,
         "reward_first": first,
         "reward_last": last,
         "reward_gain": last - first if first is not None and last is not None else None,
@@ -155,8 +157,9 @@ def format_summary(s: dict, output_dir: str | Path) -> str:
     lines = [
         "-" * 60,
         f"open_grpo run finished: {s['steps']} steps, {_fmt(s['step_time_s'], '.2f')} s/step",
-        f"mean reward, first {10} logged steps: {_fmt(s['reward_first'], '.3f')}",
-        f"mean reward, last {10} logged steps:  {_fmt(s['reward_last'], '.3f')}  (gain {_fmt(s['reward_gain'], '+.3f')})",
+        f"mean reward, first {s['window']} logged steps: {_fmt(s['reward_first'], '.3f')}",
+        f"mean reward, last {s['window']} logged steps:  {_fmt(s['reward_last'], '.3f')}  "
+        f"(gain {_fmt(s['reward_gain'], '+.3f')})",
         *evaluation.format_eval_summary(s.get("eval", {})),
         f"metrics: {Path(output_dir) / 'metrics.jsonl'}",
         f"curve:   {Path(output_dir) / 'reward_curve.png'}",

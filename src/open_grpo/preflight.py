@@ -24,7 +24,9 @@ from .model_shapes import ModelShape, find_shape
 logger = logging.getLogger(__name__)
 
 DEFAULT_PROMPT_TOKENS = 512  # planned prompt length when the recipe sets no max_prompt_tokens
-ZERO_STAGE = {"zero3": 3, "zero2": 2, "zero1": 1, "ddp": 0, "single_gpu": 0, "cpu": 0}
+# docs/PERFORMANCE.md, 1.5B bench shape on 2x H200: per-GPU throughput at DP=2 relative to one GPU
+ZERO2_VS_ZERO3_MEASURED = "1.5B on 2 GPUs: 97% of one GPU's throughput with zero2, 75% with zero3"
+ZERO_STAGE = {"zero3": 3, "zero2": 2, "ddp": 0, "single_gpu": 0, "cpu": 0}  # the shipped accelerate configs
 
 
 def model_facts(name: str, revision: str | None = None) -> ModelShape:
@@ -165,10 +167,8 @@ def plan(
         f"per optimizer step: {batch['completions_per_step']} completions = {batch['prompts_per_step']:g} prompts x "
         f"{training.num_generations} generations; per GPU: {batch['completions_per_gpu_per_step']}"
     )
-    p.lines.append(
-        f"generation batch: {batch['generation_batch']} completions (every {spg} step(s)); per vLLM engine: "
-        f"{sequences_per_engine} sequences of <= {seq_len} tokens"
-    )
+    engine = f"; per vLLM engine: {sequences_per_engine} sequences of <= {seq_len} tokens" if training.use_vllm else ""
+    p.lines.append(f"generation batch: {batch['generation_batch']} completions (every {spg} step(s)){engine}")
     p.data.update(layout=layout, batch=batch, memory_gib=None)
     if colocate and training.vllm_max_model_length is not None and training.vllm_max_model_length < seq_len:
         p.errors.append(
@@ -218,16 +218,17 @@ def _judge_memory(p: Plan, mem, shape, *, tp, world, zero_stage, gpu_mem_gib, me
         over = (
             f"the plan needs {mem.total / GIB:.1f} GiB per GPU (training {mem.training / GIB:.1f} + vLLM's share "
             f"{mem.terms.get('vllm_share', 0) / GIB:.1f}) of the {gpu_mem_gib:g} GiB card: lower "
-            "vllm_gpu_memory_utilization or per_device_train_batch_size, enable gradient_checkpointing, use a higher "
-            "ZeRO stage; or, knowing the plan is pessimistic for your run, set memory_check: warn"
+            "vllm_gpu_memory_utilization or per_device_train_batch_size, enable gradient_checkpointing"
+            + (", use a higher ZeRO stage (--accelerate zero3)" if zero_stage < 3 else "")
+            + "; or, knowing the plan is pessimistic for your run, set memory_check: warn"
         )
         (p.warnings if memory_check == "warn" else p.errors).append(over)
     if zero_stage == 3 and world > 1:
         zero2 = mem.total - mem.terms["policy_weights"] - mem.terms.get("zero3_gathered", 0) + 2 * shape.num_params
         if zero2 < 0.9 * card:
             p.warnings.append(
-                "ZeRO-3 on a model that fits with ZeRO-2: zero2 avoids gathering weights every step (1.5B on 2x H200: "
-                "5.2 vs 4.0 s/step, docs/PERFORMANCE.md); ACCELERATE=zero2"
+                "ZeRO-3 on a model that fits with ZeRO-2: zero2 avoids gathering the weights for every pass and is "
+                f"faster ({ZERO2_VS_ZERO3_MEASURED}, docs/PERFORMANCE.md): --accelerate zero2 (make: ACCELERATE=zero2)"
             )
 
 

@@ -8,6 +8,8 @@ import difflib
 import os
 from pathlib import Path
 
+from .errors import RecipeError
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 RECIPES = "recipes"
 ACCELERATE_CONFIGS = "accelerate_configs"
@@ -52,5 +54,5 @@ def accelerate_config(name: str) -> Path:
         return Path(name).resolve()
     found = find(ACCELERATE_CONFIGS, name)
     if found is None:
-        raise ValueError(unknown_name(ACCELERATE_CONFIGS, name))
+        raise RecipeError(unknown_name(ACCELERATE_CONFIGS, name))
     return found

@@ -147,6 +147,7 @@ USAGE = "usage: python -m open_grpo.train --config RECIPE [--key value ...]"
 def cli(argv: list[str] | None = None) -> int:
     """`python -m open_grpo.train --config RECIPE [--key value ...]` (the form `accelerate launch -m` uses)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    argv = [part for word in argv for part in (word.split("=", 1) if word.startswith("--config=") else [word])]
     i = argv.index("--config") if "--config" in argv else -1
     if i < 0 or i + 1 >= len(argv) or argv[i + 1].startswith("--"):
         print(f"{USAGE}\n(--config needs a recipe name or path)", file=sys.stderr)

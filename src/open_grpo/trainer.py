@@ -19,7 +19,8 @@ What it adds, and nothing else:
 - with `log_completions`, `<output_dir>/completions.jsonl` (completions_log.py);
 - with `dynamic_sampling`, zero-variance groups dropped and the batch refilled (dynamic_sampling.py);
 - evaluation (TRL's) kept out of the training steps' telemetry, with pass@k and reward health (evaluation.py).
-Every reach into TRL's or vLLM's internals goes through `open_grpo.engine`.
+The overrides here are of TRL's (and transformers') private trainer methods, kept short; every deeper reach into
+TRL's or vLLM's internals goes through `open_grpo.engine`, whose import checks the installed versions.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ class OpenGRPOTrainer(GRPOTrainer):
             folded_logprobs.fold_applies(self.args) if fold_old_logprobs else (False, "")
         )
         self._loss_inputs = None  # the micro-batch whose loss is being computed, while folding
-        if fold_old_logprobs and not self._fold_old_logprobs and self.args.process_index == 0:
+        if fold_old_logprobs and not self._fold_old_logprobs and self.args.process_index == 0 and why_not:
             logger.info("fold_old_logprobs: TRL's old-logprob pass kept (%s)", why_not)
         self.completions_log = None
         if self.log_completions:

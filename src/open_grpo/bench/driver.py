@@ -22,6 +22,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -186,7 +187,7 @@ def run(args, argv: list[str]) -> int:
     card = re.sub(r"[^A-Za-z0-9]+", "-", ceilings["card"].replace("NVIDIA", "")).strip("-") or "gpu"
     out_dir = Path(args.out) if bench_shape else Path(args.out) / "other"  # bench shape = per GPU, any GPU count
     out_dir.mkdir(parents=True, exist_ok=True)
-    work = Path(os.environ.get("OPEN_GRPO_BENCH_TMP", "/tmp/open-grpo-bench"))
+    work = Path(os.environ.get("OPEN_GRPO_BENCH_TMP", os.path.join(tempfile.gettempdir(), "open-grpo-bench")))
     work.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{stamp}-{card}{'' if args.gpus == 1 else f'-x{args.gpus}-{args.accelerate}'}.json"
     result = {

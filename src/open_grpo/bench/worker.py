@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import statistics
+import tempfile
 import time
 
 from ..config import load_recipe
@@ -130,13 +131,20 @@ def main(argv: list[str] | None = None) -> None:
 
     row = ROWS[args.row]
     gpu = torch.cuda.is_available()
-    output_dir = os.path.join(os.environ.get("OPEN_GRPO_BENCH_TMP", "/tmp/open-grpo-bench"), f"out-{args.row}")
+    output_dir = os.path.join(
+        os.environ.get("OPEN_GRPO_BENCH_TMP", os.path.join(tempfile.gettempdir(), "open-grpo-bench")),
+        f"out-{args.row}",
+    )
     if row["kind"] == "recipe":
         config, options, rewards = recipe_trainer_args(row, args, output_dir, gpu, args.model)
     else:
         config, options, rewards = trl_trainer_args(row, args, output_dir, gpu)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     dataset = build_dataset(tokenizer, 512, args.prompt_len // 2, seed=0)
+    # A recipe that evaluates (eval_on_start, eval_steps) gets a small eval set of the same kind: its evaluation runs
+    # as in training (before the first step; eval_steps lies past the bench's steps) and is kept out of the telemetry.
+    evaluates = config.eval_strategy != "no" or config.eval_on_start
+    eval_dataset = build_dataset(tokenizer, 8, args.prompt_len // 2, seed=1) if evaluates else None
     # TRL rows run through OpenGRPOTrainer too, for its phase timers: with no options it adds no engine kwargs, no
     # length cap and TRL's own weight sync and sampling, so they behave exactly as plain GRPOTrainer.
     trainer = OpenGRPOTrainer(
@@ -144,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
         reward_funcs=rewards,
         args=config,
         train_dataset=dataset,
+        eval_dataset=eval_dataset,
         processing_class=tokenizer,
         **options,
     )

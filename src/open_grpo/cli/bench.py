@@ -1,9 +1,12 @@
 """GRPO throughput on a GPU: plain TRL's defaults against open_grpo's, in one results file per card.
 
 open-grpo bench                                   # trl-default and open_grpo, bench shape, 1 GPU
-open-grpo bench --rows trl-default,no-gc,open_grpo --steps 8 --out DIR
-open-grpo bench --gpus 2 --accelerate zero2       # data-parallel rows (per-GPU numbers)
+open-grpo bench --out DIR                         # the same, results under DIR
+open-grpo bench --rows open_grpo,open_grpo-fold --baseline open_grpo   # one lever's own gain
+open-grpo bench --gpus 4 --accelerate zero2       # data-parallel rows (per-GPU numbers)
 """
+
+from ..errors import UsageError
 
 NAME = "bench"
 HELP = "throughput benchmark on a GPU (trl-default vs open_grpo)"
@@ -16,11 +19,8 @@ def add_arguments(p) -> None:
 
 
 def run(args, rest: list[str]) -> int:
-    import sys
-
     from ..bench.driver import run as bench
 
     if rest:
-        print(f"open-grpo bench: unrecognized arguments: {' '.join(rest)}", file=sys.stderr)
-        return 2
+        raise UsageError(f"unrecognized arguments: {' '.join(rest)}")
     return bench(args, args.argv[args.argv.index("bench") + 1 :])

@@ -63,7 +63,7 @@ def run(args, overrides: list[str]) -> int:
             result.to_json(recipe=str(recipe.path), accelerate=args.accelerate, card_memory_source=source, ok=not code)
         )
         return code
-    print(f"recipe {recipe.path}  ({args.accelerate}; card memory {gpu_mem:g} GiB from {source})")
+    print(f"recipe {recipe.path}  ({args.accelerate}; card memory {gpu_mem:g} GiB: {source})")
     print(result.render())
     print("OK" if not result.errors else f"{len(result.errors)} problem(s)")
     return code

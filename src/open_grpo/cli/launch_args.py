@@ -20,14 +20,16 @@ CHECK_FAILED = 1
 
 def add_arguments(p) -> None:
     p.add_argument("recipe", help="a recipe name (open-grpo recipes) or a path to a recipe YAML")
-    p.add_argument("--nodes", type=int, default=int(os.environ.get("SLURM_JOB_NUM_NODES", 1)))
+    p.add_argument("--nodes", type=int, default=int(os.environ.get("SLURM_JOB_NUM_NODES", 1)),
+                   help="nodes in the job (default: $SLURM_JOB_NUM_NODES, else 1)")  # fmt: skip
     p.add_argument(
         "--gpus-per-node", type=int, default=None, help="default: this node's GPUs in a job, else 8 (said so)"
     )
     p.add_argument("--tp", type=int, default=None, help="vllm_tensor_parallel_size (default: the recipe's)")
     p.add_argument("--accelerate", default="zero3", help="accelerate config name")
-    p.add_argument("--main-host", default="127.0.0.1")
-    p.add_argument("--job-id", type=int, default=int(os.environ.get("SLURM_JOB_ID", 0)))
+    p.add_argument("--main-host", default="127.0.0.1", help="the first node's address, where rank 0 listens")
+    p.add_argument("--job-id", type=int, default=int(os.environ.get("SLURM_JOB_ID", 0)),
+                   help="the job's id, from which the rendezvous port is derived (default: $SLURM_JOB_ID)")  # fmt: skip
     p.add_argument("--gpu-mem-gib", type=float, default=None, help="card memory (default: this node's, else 80)")
 
 

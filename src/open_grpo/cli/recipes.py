@@ -1,5 +1,7 @@
 """The recipes found: ./recipes, $OPEN_GRPO_RECIPES and the ones shipped with the package."""
 
+from ..errors import UsageError
+
 NAME = "recipes"
 HELP = "list recipes"
 
@@ -9,6 +11,8 @@ def add_arguments(p) -> None:
 
 
 def run(args, rest: list[str]) -> int:
+    if rest:
+        raise UsageError(f"unrecognized arguments: {' '.join(rest)}")
     from ..config import available_recipes
 
     print("\n".join(available_recipes()))

@@ -1,5 +1,7 @@
 """Every reward registered through the `open_grpo.rewards` entry points: source, parameters, description."""
 
+from ..errors import UsageError
+
 NAME = "rewards"
 HELP = "list registered rewards"
 
@@ -9,6 +11,8 @@ def add_arguments(p) -> None:
 
 
 def run(args, rest: list[str]) -> int:
+    if rest:
+        raise UsageError(f"unrecognized arguments: {' '.join(rest)}")
     from ..rewards.registry import RewardSpecError, load_reward, reward_names
 
     for name in reward_names():

@@ -1,8 +1,12 @@
 """Every touch of TRL's and vLLM's private API, behind one door.
 
-    allreduce.py   how the colocated engine all-reduces with tensor parallelism (a vLLM 0.26 setting)
-    colocated.py   the colocated `vllm.LLM`: extra engine kwargs, batched weight sync, the engine's real settings,
-                   TRL's prompt sampler made resumable
+    allreduce.py        how the colocated engine all-reduces with tensor parallelism (a vLLM 0.26 setting)
+    colocated.py        the colocated `vllm.LLM`: extra engine kwargs, batched weight sync, the engine's real
+                        settings, TRL's prompt sampler made resumable
+    generation.py       the sampling parameters TRL sends vLLM: outputs without detokenizing or per-token objects,
+                        sampled logprobs only when the loss reads them, the GC paused while vLLM generates
+    folded_logprobs.py  TRL's old-logprob pass folded into the loss pass
+    gathered.py         the completions and rewards TRL gathered for its own logs (completions.jsonl, DAPO)
 
 Importing this package checks that the installed TRL (and vLLM, where installed) are versions this code was written
 against, and fails naming them otherwise: private APIs change without notice between releases.

@@ -24,9 +24,10 @@ from trl.trainer.utils import nanmax, nanmin
 
 
 def fold_applies(args) -> tuple[bool, str]:
-    """(whether the old-logprob pass can be folded into the loss pass for this config, why not)."""
+    """(whether the old-logprob pass can be folded into the loss pass for this config, why not; "" where TRL runs no
+    such pass at all, so there is nothing to say)."""
     if not (args.use_vllm and args.vllm_importance_sampling_correction):
-        return False, "no vLLM importance-sampling correction: TRL runs no old-logprob pass to fold"
+        return False, ""
     generate_every = args.steps_per_generation * args.num_iterations
     if args.gradient_accumulation_steps % generate_every:
         return False, (
