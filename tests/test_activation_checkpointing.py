@@ -35,7 +35,7 @@ def test_take_auto_last_value_wins(value, overrides, auto, kept):
     assert config["gradient_checkpointing"] in (True, False)  # TRL's bool, for the type check
 
 
-def test_seed_recipe_is_auto():
+def test_reference_recipe_is_auto():
     r = load_recipe("qwen-math-1.5b", for_planning=True)
     assert r.script.gradient_checkpointing_auto and r.training.gradient_checkpointing is True
     r = load_recipe("qwen-math-1.5b", ["--gradient_checkpointing", "false"], for_planning=True)

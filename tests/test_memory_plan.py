@@ -79,7 +79,7 @@ def test_trainer_preflight_honours_memory_check(monkeypatch, caplog):
     from open_grpo.preflight import check_at_start
 
     training = _training(per_device_train_batch_size=16, max_completion_length=1024)
-    _fake_gpu(monkeypatch, 24)  # a 24 GiB card: the 1.5B seed shape does not fit
+    _fake_gpu(monkeypatch, 24)  # a 24 GiB card: the 1.5B bench shape does not fit
     with pytest.raises(RecipeError, match="the plan needs .* of the 24 GiB card"):
         check_at_start(training, 512, "random:1.5b", "error")
     caplog.set_level("INFO")

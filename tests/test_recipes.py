@@ -33,7 +33,7 @@ def test_recipe_parses_and_validates(path):
     assert not result.errors, result.render()
 
 
-def test_seed_recipe_matches_pr_3394():
+def test_reference_recipe_matches_pr_3394():
     r = load_recipe("qwen-math-1.5b", for_planning=True)
     t = r.training
     assert r.model.model_name_or_path == "Qwen/Qwen2.5-Math-1.5B"

@@ -85,8 +85,11 @@ def test_preemption_drill(slurm, tmp_path):
     assert len(_steps(out / "metrics.jsonl")) >= 2, "the job never trained"
     signal = slurm.run("scancel", "--batch", "--signal=USR1", job)
     assert signal.returncode == 0, signal.stderr
-    # saved, requeued (SLURM holds a requeued job ~2 minutes), restarted, finished
+    # saved, requeued, restarted, finished. SLURM holds a requeued job ~2 minutes before it may start again: once it
+    # is back in the queue the drill lets it start now (what an admin's `scontrol update ... StartTime=now` does).
     log_file = tmp_path / f"slurm-open-grpo-{job}.out"
+    _wait(slurm, job, lambda s: s[1] >= 1 or s[0] == "COMPLETED", 600, "requeue", log_file)
+    slurm.run("scontrol", "update", f"JobId={job}", "StartTime=now")
     state, restarts = _wait(
         slurm, job, lambda s: s[0] == "COMPLETED" and s[1] >= 1, 600, "restart and complete", log_file
     )
