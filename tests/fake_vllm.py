@@ -122,3 +122,24 @@ def install_server(monkeypatch):
     monkeypatch.setattr(gen, "VLLMClient", FakeVLLMClient)
     monkeypatch.setattr(gen, "is_vllm_available", lambda: True)
     return FakeVLLMClient
+
+
+def record_generations(keys=("tensor_parallel_size", "seed", "max_num_seqs", "compilation_config")) -> list[dict]:
+    """For driver scripts run in their own processes: every vLLM call of TRL's colocated generation goes to the
+    engine double, and each is recorded (what this rank passed, got back, and what its engine got and was built with).
+    Returns the list the records are appended to."""
+    import trl.generation.vllm_generation as gen
+
+    gen.LLM, gen.SamplingParams, gen.is_vllm_available = FakeLLM, FakeSamplingParams, lambda: True
+    log = []
+    original = gen.VLLMGeneration.generate
+
+    def generate(self, prompts, *args, **kwargs):
+        out = original(self, prompts, *args, **kwargs)
+        engine = FakeLLM.instances[-1]
+        log.append({"local": prompts, "returned": [list(p) for p in out[0]], "engine_got": engine.generate_calls[-1],
+                    "engine_kwargs": {k: engine.kwargs.get(k) for k in keys}})  # fmt: skip
+        return out
+
+    gen.VLLMGeneration.generate = generate
+    return log

@@ -10,38 +10,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fake_vllm  # noqa: E402
-import trl.generation.vllm_generation as gen  # noqa: E402
 
-gen.LLM, gen.SamplingParams, gen.is_vllm_available = fake_vllm.FakeLLM, fake_vllm.FakeSamplingParams, lambda: True
-log = []
-_generate = gen.VLLMGeneration.generate
-
-
-def generate(self, prompts, *args, **kwargs):
-    out = _generate(self, prompts, *args, **kwargs)
-    engine = fake_vllm.FakeLLM.instances[-1]
-    log.append({"local": prompts, "returned": [list(p) for p in out[0]], "engine_got": engine.generate_calls[-1],
-                "engine_kwargs": {k: engine.kwargs.get(k) for k in ("tensor_parallel_size", "seed",
-                                                                  "compilation_config")}})  # fmt: skip
-    return out
-
-
-gen.VLLMGeneration.generate = generate
-
-# transformers 5.17 loads a resumed optimizer state with map_location=args.device when world_size > 1; for CPU ranks
-# that is torch.device("cpu", 0), a location torch.load cannot restore to (GPU ranks pass "cuda:N", which works).
-import torch  # noqa: E402
-
-_load = torch.load
-
-
-def load_on_cpu(*args, map_location=None, **kwargs):
-    if isinstance(map_location, torch.device) and map_location.type == "cpu":
-        map_location = "cpu"
-    return _load(*args, map_location=map_location, **kwargs)
-
-
-torch.load = load_on_cpu
+log = fake_vllm.record_generations()
 
 from open_grpo.trainer import OpenGRPOTrainer  # noqa: E402
 
