@@ -109,6 +109,8 @@ def test_colocated_lora_merges_into_engine_and_evaluates(monkeypatch, write_reci
     assert len(steps) == 3 and all(r["time/weight_sync"] > 0 and r["reward"] is not None for r in steps)
     assert [r["step"] for r in rows if "eval/reward" in r] == [0]
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
+    # 8 sequences of 128 + 32 tokens: TRL's 4096-token budget would overrun vLLM's start-up dummy runs
+    assert json.loads((out / "vllm_engine.json").read_text())["max_num_batched_tokens"] == 8 * 160
 
     # the last push (before step 3's generation) carries the adapter after step 2: checkpoint-2's
     engine = trainers[0].vllm_generation.llm.llm_engine.model_executor.driver_worker.model_runner.model

@@ -18,7 +18,7 @@ def test_colocated_steps_with_engine_double(monkeypatch, write_recipe, tmp_path)
         {
             "use_vllm": True,
             "vllm_mode": "colocate",
-            "vllm_engine_kwargs": {"max_num_seqs": 4, "enable_prefix_caching": True, "max_num_batched_tokens": 2048},
+            "vllm_engine_kwargs": {"max_num_seqs": 4, "enable_prefix_caching": True, "max_num_batched_tokens": 512},
             "max_steps": 2,
             "dataset_size": 32,
         }
@@ -26,7 +26,7 @@ def test_colocated_steps_with_engine_double(monkeypatch, write_recipe, tmp_path)
     main(str(recipe))
     (llm,) = fake.instances
     kw = llm.kwargs
-    assert kw["max_num_seqs"] == 4 and kw["enable_prefix_caching"] is True and kw["max_num_batched_tokens"] == 2048
+    assert kw["max_num_seqs"] == 4 and kw["enable_prefix_caching"] is True and kw["max_num_batched_tokens"] == 512
     assert kw["max_model_len"] == 128 + 16  # max_prompt_tokens + max_completion_length, set by the trainer
     assert kw["distributed_executor_backend"] == "external_launcher" and kw["tensor_parallel_size"] == 1
     # on-policy: weights pushed before each step's generation, every parameter by its vLLM name

@@ -21,6 +21,7 @@ import yaml
 from . import activation_checkpointing, evaluation, lora, shipped
 from .dynamic_sampling import check_config as check_dynamic_sampling
 from .engine.allreduce import CHOICES as ALLREDUCE_CHOICES
+from .engine.batching import batched_tokens_problem
 from .engine.generation import SAMPLING_LOGPROBS
 from .errors import RecipeError
 from .mixture import check_mixture
@@ -160,6 +161,8 @@ def validate(script: ScriptArguments, training, model) -> list[str]:
         problems.append(f"'vllm_mode' must be 'colocate' or 'server', got {training.vllm_mode!r}")
     if script.vllm_engine_kwargs is not None and not isinstance(script.vllm_engine_kwargs, dict):
         problems.append(f"'vllm_engine_kwargs' must be a mapping, got {script.vllm_engine_kwargs!r}")
+    elif training.use_vllm and training.vllm_mode == "colocate":
+        problems.extend(_engine_batch_problems(script, training))
     if script.vllm_allreduce_fusion not in ALLREDUCE_CHOICES:
         problems.append(
             f"'vllm_allreduce_fusion' must be one of {', '.join(ALLREDUCE_CHOICES)}, got {script.vllm_allreduce_fusion!r}"
@@ -178,3 +181,18 @@ def validate(script: ScriptArguments, training, model) -> list[str]:
     except RewardSpecError as e:
         problems.extend(e.problems)
     return problems
+
+
+def _engine_batch_problems(script: ScriptArguments, training) -> list[str]:
+    """The colocated engine's token budget against the sequences it holds (engine/batching.py)."""
+    engine = script.vllm_engine_kwargs or {}
+    seqs = engine.get("max_num_seqs") or (
+        training.per_device_train_batch_size
+        * training.vllm_tensor_parallel_size
+        * (training.steps_per_generation or 1)
+    )
+    length = training.vllm_max_model_length
+    if length is None and script.max_prompt_tokens:
+        length = script.max_prompt_tokens + training.max_completion_length
+    problem = batched_tokens_problem(engine.get("max_num_batched_tokens"), seqs, length)
+    return [problem] if problem else []

@@ -1,6 +1,7 @@
 """Every touch of TRL's and vLLM's private API, behind one door.
 
     allreduce.py        how the colocated engine all-reduces with tensor parallelism (a vLLM 0.26 setting)
+    batching.py         the engine's max_num_batched_tokens kept within what vLLM's start-up dummy runs address
     colocated.py        the colocated `vllm.LLM`: extra engine kwargs, batched weight sync, the engine's real
                         settings, TRL's prompt sampler made resumable
     generation.py       the sampling parameters TRL sends vLLM: outputs without detokenizing or per-token objects,

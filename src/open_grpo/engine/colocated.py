@@ -14,6 +14,7 @@ import os
 from trl.trainer.utils import RepeatSampler
 
 from .allreduce import BACKEND_ENV
+from .batching import safe_engine_kwargs
 
 logger = logging.getLogger(__name__)
 
@@ -22,19 +23,24 @@ GENERATION_MODULE = "trl.generation.vllm_generation"  # where TRL builds its col
 
 @contextlib.contextmanager
 def engine_kwargs_applied(engine_kwargs: dict | None):
-    """While TRL builds its colocated `vllm.LLM`, merge `engine_kwargs` over the arguments TRL passes."""
+    """While TRL builds its colocated `vllm.LLM`, merge `engine_kwargs` over the arguments TRL passes, and keep
+    `max_num_batched_tokens` within what vLLM's start-up can address (batching.py)."""
     module = importlib.import_module(GENERATION_MODULE)
     original = getattr(module, "LLM", None)
-    if not engine_kwargs or original is None:
+    if original is None:
         yield
         return
+    engine_kwargs = dict(engine_kwargs or {})
 
     @functools.wraps(original)
     def llm_with_engine_kwargs(*args, **kwargs):
         overridden = {k: (kwargs.get(k), v) for k, v in engine_kwargs.items() if k in kwargs}
         if overridden:
             logger.info("vllm_engine_kwargs override TRL's engine arguments: %s", overridden)
-        return original(*args, **{**kwargs, **engine_kwargs})
+        merged, why = safe_engine_kwargs({**kwargs, **engine_kwargs}, "max_num_batched_tokens" in engine_kwargs)
+        if why:
+            logger.info("colocated vLLM engine: %s (vLLM's start-up dummy runs overrun larger budgets)", why)
+        return original(*args, **merged)
 
     module.LLM = llm_with_engine_kwargs
     try:
