@@ -83,7 +83,8 @@ class OpenGRPOTrainer(GRPOTrainer):
         # The defaults are TRL's behaviour; the recipes' (ScriptArguments) defaults are open_grpo's.
         training_args = kwargs["args"]
         if gradient_checkpointing_auto:
-            why = activation_checkpointing.decide(training_args, max_prompt_tokens, kwargs.get("model"))
+            why = activation_checkpointing.decide(training_args, max_prompt_tokens, kwargs.get("model"),
+                                                  kwargs.get("peft_config"), kwargs.get("quantization_config"))  # fmt: skip
             if training_args.process_index == 0:
                 logger.info(why)
         if training_args.use_vllm and training_args.vllm_max_model_length is None and max_prompt_tokens:
