@@ -156,6 +156,11 @@ def test_a_checkpoint_of_another_model_is_refused_before_it_loads(write_recipe, 
     mark_complete(folder, 2, {"run_id": "run-a", "layout": LAYOUT})
     with pytest.raises(RecipeError, match="24 layers, hidden 896"):
         resume.plan(load_recipe(recipe))
+    # a hub model whose shape was not known offline when the run started: the checkpoint's config.json tells too
+    mark_complete(folder, 2, {"run_id": "run-a", "layout": LAYOUT,
+                              "model": {"name": "org/model", "shape": None, "adapter": False}})  # fmt: skip
+    with pytest.raises(RecipeError, match=r"another model than this launch's \(org/model\).*24 layers, hidden 896"):
+        resume.plan(load_recipe(recipe))
     # an adapter resumed as a full fine-tune
     mark_complete(folder, 2, {"run_id": "run-a", "layout": LAYOUT,
                               "model": {"name": "random:tiny", "shape": _shape("random:tiny"), "adapter": True}})  # fmt: skip

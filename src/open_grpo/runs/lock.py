@@ -99,20 +99,19 @@ def slurm_job_over(job_id: str) -> bool | None:
 
 def why_free(holder: dict, me: dict) -> tuple[bool, str] | None:
     """(stale, why) when `me` may take the lock `holder` wrote; stale False: an earlier start of this launch.
-    None: the holder is live."""
-    same_host = holder.get("host") == me["host"]
-    job = holder.get("slurm_job_id")
-    if same_host and holder.get("pid") == me["pid"]:
+    None: the holder is live (or cannot be told to be gone)."""
+    same_host, pid, job = holder.get("host") == me["host"], holder.get("pid"), holder.get("slurm_job_id")
+    if same_host and pid == me["pid"]:
         return False, "this process took it earlier"
+    if same_host and isinstance(pid, int) and _alive(pid, holder.get("process_start")):
+        return None
     if job and job == me["slurm_job_id"] and holder.get("slurm_restart") != me["slurm_restart"]:
         return False, f"SLURM job {job} took it before it was requeued"
-    if holder.get("torchrun_run_id") and (holder.get("torchrun_run_id"), holder.get("rendezvous")) == (
-        me["torchrun_run_id"], me["rendezvous"]):  # fmt: skip
+    run = (holder.get("torchrun_run_id"), holder.get("rendezvous"))
+    if run[0] and run == (me["torchrun_run_id"], me["rendezvous"]):
         return False, "an earlier worker group of this torchrun launch took it"
-    if same_host and isinstance(holder.get("pid"), int):
-        if _alive(holder["pid"], holder.get("process_start")):
-            return None
-        return True, f"its process {holder['pid']} on {me['host']} is gone"
+    if same_host:
+        return True, f"its process {pid} on {me['host']} is gone"
     if job and job != me["slurm_job_id"] and slurm_job_over(job):
         return True, f"SLURM job {job} is over"
     return None
@@ -205,7 +204,7 @@ def take(output_dir) -> str | None:
             return in_use_message(path, holder)
         stale, why = free
         if stale:
-            logger.warning("taking over the stale lock %s (%s): %s", path, describe(holder), why)
+            logger.warning("taking over the stale lock %s (%s): %s", path, describe(holder) if holder else "", why)
         elif why:
             logger.info("taking back the lock %s: %s", path, why)
         _replace(path, me)

@@ -38,17 +38,19 @@ def of_recipe(model_args) -> dict:
 
 
 def of_checkpoint(path: Path, marker: dict) -> dict:
-    """The model a checkpoint was saved from: its marker's record, else what its files say."""
-    if isinstance(marker.get("model"), dict):
-        return marker["model"]
+    """The model a checkpoint was saved from: its marker's record, completed by what its files say (a hub model's
+    shape is unknown offline before its first download)."""
+    recorded = marker.get("model") if isinstance(marker.get("model"), dict) else {}
+    if recorded.get("shape"):
+        return recorded
     adapter = path / "adapter_config.json"
     if adapter.is_file():
         try:
             base = json.loads(adapter.read_text()).get("base_model_name_or_path")
         except (OSError, ValueError, AttributeError):
             base = None
-        return {"name": base, "shape": _shape(base), "adapter": True}
-    return {"name": None, "shape": _shape(str(path)), "adapter": False}
+        return {"name": base, "adapter": True, **recorded, "shape": _shape(base)}
+    return {"name": None, "adapter": False, **recorded, "shape": _shape(str(path))}
 
 
 def of_weights(path: Path, model: dict, saved: dict | None = None) -> dict:
