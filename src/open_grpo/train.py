@@ -34,7 +34,7 @@ def setup_logging(is_main: bool) -> None:
 
 
 def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
-    # First, before anything slow: SIGUSR1/SIGTERM/the stop file during start-up exit 75 instead of killing us.
+    # First, before anything slow: SIGUSR1/SIGTERM/SIGINT/the stop file during start-up exit 75 instead of killing us.
     stop = preemption.install()
     # Config: every recipe, reward and data problem is raised here, before a model or a GPU is touched.
     cfg = load_recipe(recipe, overrides)

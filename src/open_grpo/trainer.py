@@ -14,8 +14,8 @@ What it adds, and nothing else:
 - reward health (`rewards/<name>/errors`, `/timeouts`, `/none_frac`), and all ranks stopping together when a reward
   with `on_error: raise` fails on any of them;
 - checkpoints marked complete (with the run, layout and file sizes) only once every rank has written them, rotation
-  only after that, and each save's time logged (checkpoints.py); a clean stop on SIGUSR1, SIGTERM or a stop file:
-  save at the step boundary, then `preempted` is set (preemption.py);
+  only after that, and each save's time logged (checkpoints.py); a clean stop on SIGUSR1, SIGTERM, SIGINT or a stop
+  file: save at the step boundary, then `preempted` is set (preemption.py);
 - with `log_completions`, `<output_dir>/completions.jsonl` (completions_log.py);
 - with `dynamic_sampling`, zero-variance groups dropped and the batch refilled (dynamic_sampling.py);
 - evaluation (TRL's) kept out of the training steps' telemetry, with pass@k and reward health (evaluation.py).

@@ -92,6 +92,6 @@ def renamed(saved: dict, now: dict) -> str | None:
     """A line for the log when the checkpoint's model had another name (a local copy of a hub model, say)."""
     if not saved.get("name") or saved["name"] == now["name"]:
         return None
-    same = saved.get("shape") and saved["shape"] == now.get("shape")
-    return (f"model_name_or_path is {now['name']}, the checkpoint was saved from {saved['name']} "
-            f"({'the same shape' if same else 'shapes not known here'}): continuing with the checkpoint's weights")  # fmt: skip
+    shapes = "the same shape" if saved.get("shape") and saved["shape"] == now.get("shape") else "shapes not known here"
+    return (f"model_name_or_path is {now['name']}, the checkpoint was saved from {saved['name']} ({shapes}): "
+            "continuing with the checkpoint's weights")  # fmt: skip
