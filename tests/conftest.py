@@ -35,3 +35,16 @@ def _restore_environ():
     yield
     os.environ.clear()
     os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def _restore_signal_handlers():
+    """`open_grpo.train.main` installs its stop handlers (SIGUSR1, SIGTERM, SIGINT) in the process: put pytest's back,
+    so Ctrl-C still stops the suite after a test trained in-process."""
+    import signal
+
+    signals = (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT)
+    saved = {s: signal.getsignal(s) for s in signals}
+    yield
+    for s, handler in saved.items():
+        signal.signal(s, handler)

@@ -5,6 +5,8 @@ import pytest
 from open_grpo import activation_checkpointing, preflight
 from open_grpo.activation_checkpointing import decide, take_auto
 from open_grpo.config import load_recipe
+from open_grpo.lora import peft_config, trainer_adapter_plan
+from open_grpo.recipe_plan import plan_recipe
 
 
 @pytest.mark.parametrize(
@@ -49,7 +51,7 @@ def test_decided_by_the_memory_plan(monkeypatch, card_gib, expected):
     r = load_recipe("qwen-math-1.5b", for_planning=True)
     facts = preflight.model_facts("Qwen/Qwen2.5-Math-1.5B")
 
-    def plan_on_card(training, max_prompt_tokens, model_path):
+    def plan_on_card(training, max_prompt_tokens, model_path, **configs):
         return preflight.plan(training, max_prompt_tokens, facts, gpus_per_node=1, nodes=1, gpu_mem_gib=card_gib,
                               zero_stage=0)  # fmt: skip
 
@@ -61,6 +63,30 @@ def test_decided_by_the_memory_plan(monkeypatch, card_gib, expected):
 
 def test_no_plan_keeps_it_on(monkeypatch):
     r = load_recipe("qwen-math-1.5b", for_planning=True)
-    monkeypatch.setattr(preflight, "runtime_plan", lambda *a: None)  # no GPU here
+    monkeypatch.setattr(preflight, "runtime_plan", lambda *a, **kw: None)  # no GPU here
     assert "on" in decide(r.training, 512, "random:tiny") and r.training.gradient_checkpointing is True
     assert activation_checkpointing.AUTO == "auto"
+
+
+def test_lora_decides_from_the_adapter_plan(monkeypatch):
+    """7B on one 192 GiB card: full fine-tuning needs checkpointing, the LoRA run of the same recipe does not."""
+    r = load_recipe("qwen-math-7b-lora", ["--gradient_checkpointing", "auto"], for_planning=True)
+    facts = preflight.model_facts("Qwen/Qwen2.5-Math-7B")
+
+    def plan_on_card(training, max_prompt_tokens, model_path, peft_config=None, quantization_config=None):
+        adapter = trainer_adapter_plan(facts, peft_config, quantization_config)
+        return preflight.plan(training, max_prompt_tokens, facts, gpus_per_node=1, nodes=1, gpu_mem_gib=192,
+                              zero_stage=0, adapter=adapter)  # fmt: skip
+
+    monkeypatch.setattr(preflight, "runtime_plan", plan_on_card)
+    why = decide(r.training, r.script.max_prompt_tokens, "Qwen/Qwen2.5-Math-7B", peft_config(r.model), None)
+    assert "off" in why and r.training.gradient_checkpointing is False
+    assert "on" in decide(r.training, r.script.max_prompt_tokens, "Qwen/Qwen2.5-Math-7B")  # the full model's plan
+
+
+@pytest.mark.parametrize("card_gib, expected", [(141, "off"), (80, "on")])
+def test_check_says_what_auto_will_choose(card_gib, expected):
+    r = load_recipe("qwen-math-1.5b", for_planning=True)
+    result = plan_recipe(r, gpus_per_node=1, nodes=1, gpu_mem_gib=card_gib, zero_stage=0)
+    assert f"gradient_checkpointing: auto -> {expected}" in result.render()
+    assert result.data["gradient_checkpointing"] is (expected == "on") and not result.errors

@@ -97,6 +97,33 @@ def test_rotation_only_after_the_new_checkpoint_is_complete(tmp_path, monkeypatc
     assert [p.name for _, p in checkpoints.checkpoints(tmp_path)] == ["checkpoint-4"]
 
 
+def test_temporary_files_of_a_save_killed_midway_are_not_part_of_the_next_one(tmp_path):
+    """Killed mid-save at step 4 (kill -9), resumed from checkpoint-2, step 4 saved again into the same folder: the
+    leftovers of the first attempt are cleaned and never listed in the new marker."""
+    folder = tmp_path / "checkpoint-4"
+    folder.mkdir()
+    for leftover in ("COMPLETE.tmp", "tmpk2x9_q", "model.safetensors.tmp81", ".tmp_rng", "global_step4/tmp0a.pt"):
+        (folder / leftover).parent.mkdir(exist_ok=True)
+        (folder / leftover).write_bytes(b"partial")
+    trainer = SimpleNamespace(
+        args=SimpleNamespace(should_save=True, save_total_limit=None),
+        state=SimpleNamespace(global_step=4, best_model_checkpoint=None),
+        accelerator=SimpleNamespace(wait_for_everyone=lambda: None),
+        run_stamp={"run_id": "run-a", "recipe_hash": "h", "layout": LAYOUT},
+        _get_output_dir=lambda trial: str(tmp_path),
+    )
+
+    def save():
+        (folder / "model.safetensors").write_bytes(b"w" * 8)
+        (folder / "global_step4" / "optim.pt").write_bytes(b"o" * 8)
+        (folder / "rng_state.pth.tmp").write_bytes(b"in flight")  # a write still under way when the marker is made
+
+    save_marked(trainer, save, None)
+    assert read_marker(folder)["files"] == {"global_step4/optim.pt": 8, "model.safetensors": 8}
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) == [
+        "COMPLETE", "global_step4/optim.pt", "model.safetensors", "rng_state.pth.tmp"]  # fmt: skip
+
+
 def test_rotation_counts_complete_checkpoints_only(tmp_path):
     for step in (2, 4, 6):
         _checkpoint(tmp_path, step)
@@ -273,20 +300,28 @@ def test_metrics_after_a_resume_hold_each_step_once(tmp_path):
 # -------------------------------------------------------------------------------------------------- preemption
 
 
-def test_sigterm_requests_a_stop_and_a_second_one_ends_the_process():
-    code = textwrap.dedent("""
-        import os, signal
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])  # SIGINT: Ctrl-C, stops like SIGTERM
+def test_a_signal_requests_a_stop_its_forwarded_copy_is_ignored_and_a_second_one_ends_the_process(signum):
+    """The first signal asks for a stop (no KeyboardInterrupt); the same signal right after it is the launcher passing
+    it on (torchrun forwards what it got to every worker): ignored; a second one later ends the process."""
+    code = textwrap.dedent(f"""
+        import os, signal, time
         from open_grpo import preemption
+        preemption.FORWARDED_WITHIN_S = 0.5
         stop = preemption.install()
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), {int(signum)})
         print("stop requested:", stop.local(), stop.signal_name, flush=True)
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), {int(signum)})
+        print("forwarded copy ignored", flush=True)
+        time.sleep(0.6)
+        os.kill(os.getpid(), {int(signum)})
         print("still alive")
     """)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert "stop requested: True SIGTERM" in done.stdout
-    assert "still alive" not in done.stdout and done.returncode == -signal.SIGTERM
+    assert f"stop requested: True {signal.Signals(signum).name}" in done.stdout, done.stderr
+    assert "forwarded copy ignored" in done.stdout and "Traceback" not in done.stderr
+    assert "still alive" not in done.stdout and done.returncode == -signum
 
 
 def test_stop_margin_warning(monkeypatch):

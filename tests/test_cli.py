@@ -1,5 +1,6 @@
 """The `open-grpo` command: one tree in --help, one exit-code policy, `python -m` forms equal to the console one."""
 
+import json
 import subprocess
 import sys
 
@@ -94,3 +95,14 @@ def test_train_module_takes_config_equals_form(monkeypatch):
     monkeypatch.setattr(train, "main", lambda recipe, overrides: seen.update(recipe=recipe, overrides=overrides))
     assert train.cli(["--config=demo", "--max_steps", "3"]) == 0
     assert seen == {"recipe": "demo", "overrides": ["--max_steps", "3"]}
+
+
+def test_check_of_a_cpu_recipe_plans_one_cpu_process(capsys):
+    """`use_cpu: true` (the demo) is one process on the CPU, not 8 GPUs under ZeRO-3."""
+    assert main(["check", "demo"]) == 0
+    out = capsys.readouterr().out
+    assert "use_cpu: true: one process on the CPU" in out and "(use_cpu: a CPU run)" in out
+    assert "world size 8" not in out and "ZeRO stage 3" not in out and "memory per GPU" not in out
+    assert main(["check", "demo", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["layout"]["world_size"] == 1 and data["layout"]["device"] == "cpu" and data["memory_gib"] is None

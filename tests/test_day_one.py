@@ -168,6 +168,45 @@ def test_hostile_plugins_in_a_training_run(hostile_site, write_recipe, tmp_path)
     assert all(math.isfinite(r["reward"]) for r in steps)
 
 
+def _exits(code):
+    def reward(completions, **columns):
+        sys.exit(code)
+
+    return reward
+
+
+@pytest.mark.parametrize("time_limit", [None, 5])  # called directly, and in the time-limit thread
+def test_a_reward_calling_sys_exit_fails_under_its_on_error(time_limit):
+    """sys.exit() inside a reward is a failure of that reward, not the end of training with its exit code."""
+    reward = ScoredReward(registry.RewardSpec(name="format", time_limit=time_limit))
+    reward.func = _exits(3)
+    assert reward(["a", "b"]) == [None, None]
+    assert reward.pop_stats()["rewards/format/errors"] == 2
+    zero = ScoredReward(registry.RewardSpec(name="format", on_error="zero", time_limit=time_limit))
+    zero.func = _exits(3)
+    assert zero(["a"]) == [0.0]
+    strict = ScoredReward(registry.RewardSpec(name="format", on_error="raise", time_limit=time_limit))
+    strict.func = _exits(3)
+    with pytest.raises(RuntimeError, match=r"reward 'format' raised SystemExit\(3\)"):  # every rank stops together
+        strict(["a"])
+
+
+def test_keyboard_interrupt_from_a_reward_is_a_failure_while_training(monkeypatch):
+    """Training handles Ctrl-C itself (a checkpoint at the step's end): a KeyboardInterrupt then comes from the reward."""
+    import signal
+
+    reward = ScoredReward(registry.RewardSpec(name="format"))
+
+    def interrupts(completions, **columns):
+        raise KeyboardInterrupt
+
+    reward.func = interrupts
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C outside training still interrupts
+        reward(["a"])
+    monkeypatch.setattr(signal, "getsignal", lambda signum: lambda *a: None)  # training's handler installed
+    assert reward(["a"]) == [None] and reward.pop_stats()["rewards/format/errors"] == 1
+
+
 # ------------------------------------------------------------------------ row 10: non-finite and numpy values
 
 
@@ -305,6 +344,18 @@ def test_unknown_random_shape_is_a_recipe_error_before_anything_loads(write_reci
     assert "random:tiny, random:0.5b, random:1.5b, random:7b" in str(e.value)
     with pytest.raises(RecipeError, match="unknown random model shape 'huge'"):
         resolve_model("random:huge")
+
+
+def test_an_uncached_hub_model_offline_is_one_line(write_recipe, capsys, monkeypatch):
+    from open_grpo import train
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    recipe = write_recipe({"model_name_or_path": "nobody/never-downloaded", "max_steps": 1})
+    assert train.cli(["--config", str(recipe)]) == 2
+    err = capsys.readouterr().err
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("open-grpo:")]
+    assert "'nobody/never-downloaded' is a hub id but the hub is offline" in line and "Traceback" not in err
+    assert "huggingface-cli download nobody/never-downloaded" in line and "local folder" in line
 
 
 def _script(path, **kw):

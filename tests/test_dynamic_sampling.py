@@ -78,6 +78,35 @@ def test_groups_must_not_straddle_ranks():
     assert check_config(script, training) == []
 
 
+def test_a_step_where_every_group_is_flat_says_so_once(monkeypatch, caplog):
+    """Every group of the batch and of the refill round gets one reward: the step trains on zero-advantage padding
+    only. The console says so once (rank 0), not only the padded_frac metric."""
+    from open_grpo import dynamic_sampling
+    from open_grpo.dynamic_sampling import DynamicSampler
+
+    monkeypatch.setattr(dynamic_sampling, "latest_rows", lambda trainer, n: n)
+    monkeypatch.setattr(dynamic_sampling, "totals", lambda n, weights: [1.0] * n)  # all the same reward
+
+    def generate_and_score(inputs):
+        n = len(inputs)
+        return {"prompt_ids": torch.ones(n, 2, dtype=torch.long), "prompt_mask": torch.ones(n, 2, dtype=torch.long),
+                "completion_ids": torch.ones(n, 3, dtype=torch.long),
+                "completion_mask": torch.ones(n, 3, dtype=torch.long), "advantages": torch.zeros(n)}  # fmt: skip
+
+    accelerator = SimpleNamespace(gather=lambda t: t, device="cpu", process_index=0, num_processes=1)
+    trainer = SimpleNamespace(accelerator=accelerator, reward_weights=torch.tensor([1.0]),
+                              state=SimpleNamespace(global_step=6), train_dataset=[{"prompt": "p"}] * 4,
+                              processing_class=SimpleNamespace(pad_token_id=0))  # fmt: skip
+    for main_process, expected in ((False, 0), (True, 1)):
+        accelerator.is_main_process = main_process
+        caplog.clear()
+        _, metrics = DynamicSampler(GENERATIONS, 1, seed=0).fill(trainer, [{"prompt": "p"}] * 4, generate_and_score)
+        assert metrics["dynamic_sampling/padded_frac"] == 1.0 and metrics["dynamic_sampling/rounds"] == 1
+        said = [r.getMessage() for r in caplog.records if "every group generated" in r.getMessage()]
+        assert len(said) == expected
+    assert "step 7" in said[0] and "does not move the policy" in said[0]
+
+
 @pytest.fixture
 def flat_reward(monkeypatch):
     """`flat_or_lowercase` registered through the entry-point group, as a plugin would be."""

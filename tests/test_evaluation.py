@@ -102,8 +102,27 @@ def test_eval_prompts_through_the_training_loader(write_recipe, tmp_path):
     prompts = load_eval_prompts(load_recipe(write_recipe(local)).script, tokenizer, seed=42)
     assert [p["prompt"][-1]["content"] for p in prompts] == ["q0", "q1", "q2"]
     assert list(prompts["solution"]) == ["0", "1", "2"]
-    with pytest.raises(RecipeError, match="has no column"):
+    with pytest.raises(RecipeError, match="has no column") as e:
         load_eval_prompts(load_recipe(write_recipe({**local, "eval_prompt_column": None})).script, tokenizer, 42)
+    assert "Set 'eval_prompt_column' / 'eval_solution_column'" in str(e.value)  # the keys that name its columns
+
+
+def test_eval_and_training_set_problems_come_together(write_recipe, tmp_path):
+    """An eval set without the training set's columns and a training set with an empty prompt: one message with
+    both, naming the eval set's own keys."""
+    from open_grpo import train
+
+    rows = [{"problem": p, "solution": "1"} for p in ("1 + 0?", "", "0 + 1?")]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "eval.jsonl").write_text(json.dumps({"question": "2 + 2?", "answer": "4"}) + "\n")
+    recipe = write_recipe({"dataset_name": str(tmp_path / "train.jsonl"), "eval_dataset_name": str(tmp_path / "eval.jsonl"),
+                           "eval_on_start": True}, drop=["dataset_size"])  # fmt: skip
+    with pytest.raises(RecipeError) as e:
+        train.main(str(recipe))
+    eval_problem, train_problem = e.value.problems
+    assert "eval set" in eval_problem and "no column(s) ['problem', 'solution']" in eval_problem
+    assert "'eval_prompt_column' / 'eval_solution_column'" in eval_problem
+    assert "1 of 3 rows" in train_problem and "null or empty 'problem'" in train_problem
 
 
 def correct_first(completions, *, k: int = 4, **columns) -> list[float]:

@@ -1,10 +1,12 @@
 """`open-grpo launch-args` on its own: what it assumes outside a job, and the preflight it runs (exit codes, notes)."""
 
 import shlex
+import socket
 
 import pytest
 
 from open_grpo.cli import main as cli
+from open_grpo.launch import main_port
 
 
 @pytest.fixture
@@ -49,3 +51,26 @@ def test_trtllm_across_nodes_is_refused(capsys, outside_a_job):
 def test_layout_flags_below_one_are_usage_errors(capsys, outside_a_job, flags):
     code, values, err = _launch_args(capsys, "qwen-math-1.5b", *flags)
     assert code == 2 and not values and "must be at least 1, got 0" in err
+
+
+def test_ports_of_jobs_sharing_the_first_node_differ(capsys, outside_a_job):
+    """Job ids equal modulo 9000 derive the same port: the second job, started while the first listens there, moves
+    on to the next free one. One node: port 0, accelerate picks a free one itself."""
+    for job in range(150, 400):  # job 150 (or the next whose derived port is free here) listens on this node
+        first_job = socket.socket()
+        try:
+            first_job.bind(("", main_port(job, nodes=2, main_host="elsewhere")))
+            break
+        except OSError:
+            first_job.close()
+    try:
+        first_job.listen()
+        taken = first_job.getsockname()[1]
+        code, values, err = _launch_args(capsys, "qwen-math-1.5b", "--nodes", "2", "--main-host",
+                                         socket.gethostname(), "--job-id", str(job + 9000))  # fmt: skip
+    finally:
+        first_job.close()
+    assert code == 0, err
+    assert values["OG_MAIN_PORT"] != str(taken) and 20000 <= int(values["OG_MAIN_PORT"]) < 29000
+    code, values, err = _launch_args(capsys, "qwen-math-1.5b", "--job-id", str(job))
+    assert values["OG_MAIN_PORT"] == "0" and "--main_process_port 0" in values["OG_LAUNCH"]

@@ -87,6 +87,39 @@ def test_memory_plan_counts_the_adapter_only():
     assert "base in 4-bit" in qlora.render() and 5 < qlora.data["memory_gib"]["policy_weights"] < 6
 
 
+def test_lora_plan_names_the_base_dtype(capsys):
+    """A float32 base is planned (and named) as float32; under DeepSpeed, which casts it to bf16, as bf16."""
+    from open_grpo.cli import main as cli
+
+    recipe = load_recipe("qwen-math-7b-lora", ["--dtype", "float32"], for_planning=True)
+    facts = model_facts(recipe.model.model_name_or_path)
+    fp32, bf16 = adapter_plan(facts, recipe.model), adapter_plan(facts, recipe.model, zero_stage=3)
+    assert "base in fp32" in fp32.label and "base in bf16" in bf16.label
+    assert fp32.base_weight_bytes == 2 * bf16.base_weight_bytes == 4 * facts.num_params
+    cli(["check", "qwen-math-7b-lora", "--gpus-per-node", "1", "--accelerate", "ddp", "--dtype", "float32"])
+    assert "base in fp32" in capsys.readouterr().out
+
+
+def test_gradient_checkpointing_auto_plans_the_lora_run(write_recipe, monkeypatch):
+    """`auto` decides from the adapter's memory plan: the trainer hands the PEFT config to the plan."""
+    from open_grpo import preflight
+
+    seen = {}
+
+    class Planned(Exception):
+        pass
+
+    def runtime_plan(training, max_prompt_tokens, model_path, **configs):
+        seen.update(configs)
+        raise Planned
+
+    monkeypatch.setattr(preflight, "runtime_plan", runtime_plan)
+    recipe = write_recipe({**LORA, "gradient_checkpointing": "auto", "max_steps": 1, "dataset_size": 8})
+    with pytest.raises(Planned):
+        main(str(recipe))
+    assert seen["peft_config"].r == 4 and seen["quantization_config"] is None
+
+
 @pytest.mark.slow
 def test_lora_run_saves_adapter_and_resumes(write_recipe, tmp_path):
     """Two steps straight == one step, then a second run resuming from checkpoint-1 for the second: the adapter,

@@ -51,9 +51,11 @@ def test_sigkill_then_resume_matches_straight_run(write_recipe, tmp_path, kill_a
     killed = _run(resumed, tmp_path / "resumed.log", {"KILL_AT_STEP": str(kill_at)})
     assert killed.returncode == -signal.SIGKILL
     assert newest_complete(tmp_path / "resumed").name == f"checkpoint-{kill_at}"
+    assert (tmp_path / "resumed" / "LOCK").is_file()  # kill -9 leaves the lock behind
     again = _run(resumed, tmp_path / "resumed.log")
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"resuming from {tmp_path / 'resumed'}/checkpoint-{kill_at}" in again.stderr
+    assert "taking over the stale lock" in again.stderr and not (tmp_path / "resumed" / "LOCK").exists()
 
     # the same prompts, in the same order, as the straight run
     assert _prompts(tmp_path / "resumed.log") == _prompts(tmp_path / "straight.log")
@@ -103,15 +105,18 @@ def test_kill_before_marker_resume_finished_rerun_and_weights(write_recipe, tmp_
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert newest_complete(out) == out / "checkpoint-2"
 
+    (out / PREEMPTED_MARKER).write_text("2\n")  # as a stop at step 2 would have left it, outside the job script
     resumed = _run(recipe, tmp_path / "p.log")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming from {out}/checkpoint-2" in resumed.stderr
+    assert not (out / PREEMPTED_MARKER).exists()  # the resumed run finished: no stop pending
     rows = read_metrics(out / "metrics.jsonl")
     assert [r["step"] for r in rows if "reward" in r] == [1, 2, 3, 4, 5]
     assert [r["step"] for r in rows if "train_runtime" in r] == [5]
     assert [path.name for _, path in checkpoints(out)] == ["checkpoint-5"]
     run_id = read_run(out)["run_id"]
     assert read_marker(out / "checkpoint-5")["run_id"] == run_id and read_run(out)["finished"]["step"] == 5
+    assert read_marker(out / "checkpoint-5")["model"]["name"] == "random:tiny"
 
     model, metrics = (out / "model.safetensors").stat().st_mtime_ns, (out / "metrics.jsonl").read_text()
     again = _run(recipe, tmp_path / "p.log")
@@ -128,6 +133,7 @@ def test_kill_before_marker_resume_finished_rerun_and_weights(write_recipe, tmp_
     assert weights.returncode == 0, weights.stderr[-3000:]
     saved = out / "previous" / run_id / "checkpoint-5"
     assert (out / "previous" / run_id / "metrics.jsonl").read_text() == metrics
+    assert (out / "previous" / run_id / "model.safetensors").stat().st_mtime_ns == model  # the final model kept
     assert [r["step"] for r in read_metrics(out / "metrics.jsonl") if "reward" in r] == [1]
     assert read_run(out)["run_id"] != run_id and read_run(out)["start"] == {"weights": str(saved)}
     a, b = load_file(saved / "model.safetensors"), load_file(out / "model.safetensors")

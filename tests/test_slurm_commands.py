@@ -1,9 +1,11 @@
 """slurm/train.sbatch without a cluster: stub srun/scontrol/accelerate/nvidia-smi record the exact per-node commands
 and stand in for a node's GPUs."""
 
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -212,3 +214,37 @@ def test_stop_signals_reach_the_ranks_and_only_usr1_requeues(fake_slurm, tmp_pat
     assert not (tmp_path / "outputs" / "qwen-math-1.5b" / "PREEMPTED").exists()
     if not requeued:
         assert "TERM: asking every rank" in stdout and "not requeueing" in stdout
+
+
+def test_the_same_sbatch_submitted_twice_stops_before_starting_its_nodes(fake_slurm, tmp_path):
+    """Job 776 runs on this node; job 777, the same submission again, stops before srun, naming it."""
+    out = tmp_path / "outputs" / "qwen-math-1.5b"
+    out.mkdir(parents=True)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    holder = {"pid": other.pid, "host": socket.gethostname(), "slurm_job_id": "776", "slurm_restart": "0"}
+    (out / "LOCK").write_text(json.dumps(holder))
+    try:
+        done, lines = fake_slurm(1, "qwen-math-1.5b")
+    finally:
+        other.kill()
+        other.wait()
+    assert done.returncode == 2 and "preflight failed" in done.stderr
+    assert f"pid {other.pid}" in done.stderr and "SLURM job 776" in done.stderr
+    assert not any(ln.startswith(("srun", "node ")) for ln in lines)
+
+
+@pytest.mark.parametrize("args", [["--max_steps", "5"], ["1", "--max_steps", "5"], ["--", "--max_steps", "5"]])
+def test_trainer_overrides_without_the_dashes(fake_slurm, args):
+    """`sbatch slurm/train.sbatch RECIPE --max_steps 5`: the first --word starts the trainer's overrides."""
+    done, lines = fake_slurm(1, "qwen-math-1.5b", *args)
+    assert done.returncode == 0, done.stderr
+    (launch,) = [ln for ln in lines if ln.startswith("node ")]
+    assert launch.endswith("--vllm_tensor_parallel_size 1 --max_steps 5")
+    assert "--main_process_port 0 " in launch  # one node: accelerate picks a free port itself
+
+
+def test_a_tp_that_is_not_a_number_says_what_to_type(fake_slurm):
+    done, lines = fake_slurm(1, "qwen-math-1.5b", "max_steps=5")
+    assert done.returncode == 2 and not lines
+    assert "TP (the argument after the recipe) must be a whole number" in done.stderr
+    assert "usage: sbatch [--nodes=N] slurm/train.sbatch RECIPE [TP] [--] [trainer overrides" in done.stderr

@@ -7,7 +7,8 @@ off when the plan without checkpointing has no problem, on otherwise (and where 
 model whose shape is unknown).
 
 A recipe says `gradient_checkpointing: auto` (TRL's key is a bool): `take_auto` takes the value out before TRL parses
-the recipe, and the trainer decides with `decide`.
+the recipe, and the trainer decides with `decide` (for a LoRA/QLoRA run, from the adapter's plan); `open-grpo check`
+says what it would choose on the planned cards (`choice`).
 """
 
 from __future__ import annotations
@@ -51,16 +52,22 @@ def take_auto(config: dict, overrides: list[str]) -> tuple[dict, list[str], bool
     return config, kept, auto
 
 
-def decide(training, max_prompt_tokens: int | None, model_path) -> str:
-    """Set `training.gradient_checkpointing` from the memory plan on this cluster; returns why, for the log."""
-    training.gradient_checkpointing = False
-    plan = preflight.runtime_plan(training, max_prompt_tokens, model_path) if isinstance(model_path, str) else None
+def choice(plan) -> tuple[bool, str]:
+    """(on, why) from the memory plan made without checkpointing (None: no plan could be made)."""
     if plan is None:
-        training.gradient_checkpointing = True
-        why = "on: no memory plan here (no GPU, or the model's shape is unknown)"
-    elif plan.errors:
-        training.gradient_checkpointing = True
-        why = "on: without it the memory plan fails (" + "; ".join(plan.errors) + ")"
-    else:
-        why = "off: the memory plan fits the card without it"
+        return True, "on: no memory plan here (no GPU, or the model's shape is unknown)"
+    if plan.errors:
+        return True, "on: without it the memory plan fails (" + "; ".join(plan.errors) + ")"
+    return False, "off: the memory plan fits the card without it"
+
+
+def decide(training, max_prompt_tokens: int | None, model_path, peft_config=None, quantization_config=None) -> str:
+    """Set `training.gradient_checkpointing` from the memory plan on this cluster (of the LoRA/QLoRA run where
+    `peft_config`/`quantization_config` say so); returns why, for the log."""
+    training.gradient_checkpointing = False
+    plan = None
+    if isinstance(model_path, str):
+        plan = preflight.runtime_plan(training, max_prompt_tokens, model_path, peft_config=peft_config,
+                                      quantization_config=quantization_config)  # fmt: skip
+    training.gradient_checkpointing, why = choice(plan)
     return f"gradient_checkpointing auto -> {why}"

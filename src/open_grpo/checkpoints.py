@@ -35,6 +35,9 @@ FORMAT = 1
 _STEP = re.compile(r"^checkpoint-(\d+)$")
 # DeepSpeed's pointer to the tag folder to load; users rewrite it after `ds_to_universal.py`, so its size may change
 UNVERIFIED = {"latest"}
+# A write in progress (`COMPLETE.tmp`, `tmpXXXX`, `x.tmp123`): left behind by a save killed mid-way, never part of
+# a checkpoint. Deleted before saving into a folder again, and never listed in a marker.
+_TEMP = re.compile(r"(^|\.)tmp")
 
 
 def _cpu_rank_location(storage, location: str):
@@ -47,10 +50,16 @@ def _cpu_rank_location(storage, location: str):
 torch.serialization.register_package(5, lambda storage: None, _cpu_rank_location)
 
 
+def is_temporary(path: Path) -> bool:
+    return any(_TEMP.search(part) for part in path.parts)
+
+
 def file_sizes(folder: str | Path) -> dict[str, int]:
     root = Path(folder)
     return {
-        str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file() and p.name != MARKER
+        str(p.relative_to(root)): p.stat().st_size
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != MARKER and not is_temporary(p.relative_to(root))
     }
 
 
@@ -78,8 +87,13 @@ def read_marker(checkpoint: str | Path) -> dict | None:
 
 
 def clear_marker(checkpoint: str | Path) -> None:
-    """Before saving into a folder that exists (a run resumed from an earlier step), drop its stale marker."""
-    (Path(checkpoint) / MARKER).unlink(missing_ok=True)
+    """Before saving into a folder that exists (a run resumed from an earlier step), drop its stale marker and the
+    temporary files of a save that was cut off there."""
+    folder = Path(checkpoint)
+    (folder / MARKER).unlink(missing_ok=True)
+    for path in sorted(folder.rglob("*"), reverse=True) if folder.is_dir() else []:
+        if is_temporary(path.relative_to(folder)) and not path.is_dir():
+            path.unlink(missing_ok=True)
 
 
 def file_problems(checkpoint: str | Path, record: dict) -> list[str]:

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from .errors import RecipeError
+from .model_shapes import hub_offline
 from .recipe_keys import GENERATOR_PREFIX, ScriptArguments
 
 logger = logging.getLogger(__name__)
@@ -21,12 +22,6 @@ def _looks_like_path(name: str) -> bool:
         Path(name).suffix in FILE_BUILDERS
         or name.startswith((".", "/", "~"))
         or os.path.exists(os.path.expanduser(name))
-    )
-
-
-def _hub_offline() -> bool:
-    return any(
-        os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
     )
 
 
@@ -72,7 +67,7 @@ def load_raw_dataset(script: ScriptArguments, seed: int = 42):
         f"download it where the hub is reachable (`datasets.load_dataset({name!r}).save_to_disk(...)`, or export "
         "parquet/jsonl files) and set 'dataset_name' to the local file or folder"
     )
-    if _hub_offline():
+    if hub_offline(datasets=True):
         raise RecipeError(f"dataset {name!r} is a hub id but the hub is offline (HF_HUB_OFFLINE=1): {advice}")
     try:
         return load_dataset(name, script.dataset_config, split=script.dataset_train_split)
@@ -120,19 +115,24 @@ def _blank_rows(values) -> list[int]:
     return [i for i, v in enumerate(values) if v is None or (isinstance(v, str) and not v.strip())]
 
 
-def to_prompts(dataset, script: ScriptArguments):
-    """Rows -> {'prompt': chat messages, 'solution': gold answer, ...other columns kept for rewards}."""
+TRAINING_KEYS = ("prompt_column", "solution_column")
+
+
+def to_prompts(dataset, script: ScriptArguments, keys: tuple[str, str] = TRAINING_KEYS):
+    """Rows -> {'prompt': chat messages, 'solution': gold answer, ...other columns kept for rewards}. `keys`: the
+    recipe keys that named the two columns, for the messages (the eval set's are `eval_prompt_column`, ...)."""
     columns = list(dataset.column_names)
     missing = [c for c in (script.prompt_column, script.solution_column) if c and c not in columns]
     if missing:
         raise RecipeError(
             f"dataset {script.dataset_name!r} has no column(s) {missing}; its columns are {columns}. "
-            "Set 'prompt_column' / 'solution_column'."
+            f"Set '{keys[0]}' / '{keys[1]}'."
         )
     # A null prompt would train on the text "None", a null solution would reach rewards as the gold answer "None".
+    no_solution = "'solution_column: null'" if keys == TRAINING_KEYS else "'solution_column: null' (both sets)"
     fixes = {
-        script.prompt_column: "set 'prompt_column' to the column holding the prompts",
-        script.solution_column: "set 'solution_column: null' if no reward needs a gold answer",
+        script.prompt_column: f"set '{keys[0]}' to the column holding the prompts",
+        script.solution_column: f"set {no_solution} if no reward needs a gold answer",
     }
     problems = []
     for column, fix in fixes.items():
@@ -186,6 +186,19 @@ def filter_long_prompts(dataset, tokenizer, max_prompt_tokens: int | None):
             f"no prompts left to train on (max_prompt_tokens={max_prompt_tokens}): raise it or check the dataset"
         )
     return dataset
+
+
+def load_together(*loaders):
+    """Every loader's result, in order; the problems of all of them reported together (one `RecipeError`)."""
+    results, problems = [], []
+    for load in loaders:
+        try:
+            results.append(load())
+        except RecipeError as e:
+            problems += e.problems
+    if problems:
+        raise RecipeError(problems)
+    return results
 
 
 def load_prompts(script: ScriptArguments, tokenizer, seed: int = 42):

@@ -9,7 +9,7 @@ and scores them like the first batch, and keeps the groups that disagree. After 
 rounds the batch is completed with dropped (zero-variance) groups, which train exactly as they would without dynamic
 sampling (advantage 0). Logged per step: `dynamic_sampling/dropped_frac` (zero-variance groups / groups generated),
 `dynamic_sampling/rounds` (refill rounds used), `dynamic_sampling/padded_frac` (share of the trained groups that are
-zero-variance padding).
+zero-variance padding). A step where no group disagreed (it trains on padding only) says so on the console.
 
 Every group must live on one rank (`per_device_train_batch_size * steps_per_generation` a multiple of
 `num_generations`) and advantages must be normalised per group (`scale_rewards: group | none`, the default
@@ -20,12 +20,15 @@ dropped ones included.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 
 import torch
 
 from .engine.gathered import latest_rows, totals
+
+logger = logging.getLogger(__name__)
 
 LEFT_PADDED = ("prompt_ids", "prompt_mask")
 # key -> padding value when batches of different lengths are concatenated (TRL pads tool_mask with 1)
@@ -153,7 +156,15 @@ class DynamicSampler:
             rank, world = accelerator.process_index, accelerator.num_processes
             rows = refill_prompts(trainer.train_dataset, num_prompts, rank, world, seed)
             scored.append(self._score(trainer, generate_and_score, [dict(row) for row in rows for _ in range(g)]))
-        return self._assemble(trainer, scored, wanted), self._metrics(accelerator, scored, wanted, rounds)
+        metrics = self._metrics(accelerator, scored, wanted, rounds)
+        if metrics["dynamic_sampling/padded_frac"] == 1.0 and accelerator.is_main_process:
+            logger.warning(
+                "dynamic sampling, step %d: every group generated (%d refill round(s)) got one reward for all its "
+                "completions, so this step trains on zero-advantage groups only and does not move the policy. If it "
+                "lasts, the rewards cannot tell these completions apart: check them and the prompts' difficulty "
+                "(dynamic_sampling_max_rounds sets the refills tried)", trainer.state.global_step + 1, rounds,
+            )  # fmt: skip
+        return self._assemble(trainer, scored, wanted), metrics
 
     def _assemble(self, trainer, scored: list[tuple[dict, list[bool]]], wanted: int) -> dict:
         """`wanted` groups: those that disagree first, in the order generated, then zero-variance ones if needed."""

@@ -27,6 +27,7 @@ from .recipe_keys import GENERATOR_PREFIX, ScriptArguments
 
 PREFIX = "eval/"
 TRAINER_PREFIX = "eval_"  # how transformers' Trainer names eval metrics (its W&B callback turns it into 'eval/')
+EVAL_COLUMN_KEYS = ("eval_prompt_column", "eval_solution_column")  # named in messages about the eval set's columns
 EVAL_SEED_OFFSET = 1  # a 'reasoning-gym:' eval set is drawn with seed + 1: other tasks than the training ones
 EVAL_KEYS = ("eval_dataset_config", "eval_dataset_split", "eval_dataset_size", "eval_prompt_column",
              "eval_solution_column")  # fmt: skip
@@ -84,7 +85,7 @@ def load_eval_prompts(script: ScriptArguments, tokenizer, seed: int):
     if script.eval_dataset_size is not None and len(raw) > script.eval_dataset_size:
         raw = raw.select(range(script.eval_dataset_size))
     try:
-        return filter_long_prompts(to_prompts(raw, source), tokenizer, script.max_prompt_tokens)
+        return filter_long_prompts(to_prompts(raw, source, EVAL_COLUMN_KEYS), tokenizer, script.max_prompt_tokens)
     except RecipeError as e:
         raise RecipeError([f"eval set {script.eval_dataset_name!r}: {p}" for p in e.problems]) from e
 

@@ -1,9 +1,10 @@
 """What a multi-node job script needs, derived in Python (shell never parses YAML): `open-grpo launch-args`.
 
 Runs the preflight checks of `open-grpo check` for this layout (a bad TP for the node size stops the job here,
-with the reason, before any GPU work) and prints shell assignments for `slurm/train.sbatch` to source:
-OG_RECIPE_PATH, OG_OUTPUT_DIR, OG_NUM_NODES, OG_GPUS_PER_NODE, OG_WORLD_SIZE, OG_TP, OG_MAIN_HOST, OG_MAIN_PORT and
-OG_LAUNCH (the per-node `accelerate launch` command; each node fills in its rank from $SLURM_NODEID).
+with the reason, before any GPU work), refuses an output_dir another launch holds (runs/lock.py), and prints shell
+assignments for `slurm/train.sbatch` to source: OG_RECIPE_PATH, OG_OUTPUT_DIR, OG_NUM_NODES, OG_GPUS_PER_NODE,
+OG_WORLD_SIZE, OG_TP, OG_MAIN_HOST, OG_MAIN_PORT (0 on one node: accelerate picks a free one) and OG_LAUNCH (the
+per-node `accelerate launch` command; each node fills in its rank from $SLURM_NODEID).
 
 Inside a job (SLURM_JOB_ID set) the plan uses this node's real GPUs: their count must match the layout and their
 memory is the card's, with no default. Outside a job it plans for --gpus-per-node (default 8) cards of
@@ -14,25 +15,52 @@ from __future__ import annotations
 
 import os
 import shlex
+import socket
 
 from . import gpus as machine_gpus
 from . import shipped
 from .config import RecipeError, load_recipe
-from .preflight import ZERO_STAGE, PlanFailed, layout_problems, plan_recipe
+from .preflight import ZERO_STAGE, PlanFailed, layout_problems
+from .recipe_plan import plan_recipe
+from .runs import lock
 
-# The rendezvous port of a job: derived from the job id, so two jobs sharing a node differ, inside 20000-28999:
-# below Linux's ephemeral range (32768-60999, where the kernel hands out the ports of outgoing connections, so a
-# port there may already be taken) and clear of the well-known ports (< 1024), torch's defaults (29400, 29500)
-# and the services a compute node may run in that range.
+# The rendezvous port of a multi-node job, where every node must be told the same port in advance: derived from
+# the job id inside 20000-28999, below Linux's ephemeral range (32768-60999, where the kernel hands out the ports of
+# outgoing connections, so a port there may already be taken) and clear of the well-known ports (< 1024), torch's
+# defaults (29400, 29500) and the services a compute node may run in that range. Job ids equal modulo 9000 would
+# get the same port: launch-args runs on the first node, where rank 0 listens, and moves on to the next port free
+# there, so jobs sharing that node differ. A one-node job gets port 0: accelerate picks a free port itself.
 PORT_BASE, PORT_SPAN = 20000, 9000
 PORTS_IN_USE_ELSEWHERE = {24007, 24008, 27017, 27018, 27019}  # GlusterFS, MongoDB
+PICK_A_FREE_PORT = 0  # accelerate launch --main_process_port 0 (one node only: the other nodes could not know it)
 
 
-def main_port(job_id: int) -> int:
-    port = PORT_BASE + job_id % PORT_SPAN
-    while port in PORTS_IN_USE_ELSEWHERE:
-        port += 1
-    return port
+def port_is_free(port: int) -> bool:
+    """Whether a listener could bind `port` on every interface of this host (what rank 0's TCPStore does)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("", port))
+        except OSError:
+            return False
+    return True
+
+
+def is_this_host(host: str) -> bool:
+    names = {socket.gethostname(), socket.gethostname().split(".")[0], socket.getfqdn(), "localhost", "127.0.0.1"}
+    return host in names or host.split(".")[0] in names
+
+
+def main_port(job_id: int, nodes: int = 2, main_host: str = "", is_free=port_is_free) -> int:
+    """The rendezvous port (see PORT_BASE); free on the main host where that is this host."""
+    if nodes == 1:
+        return PICK_A_FREE_PORT
+    check = is_this_host(main_host)
+    offset = job_id % PORT_SPAN
+    for step in range(PORT_SPAN):
+        port = PORT_BASE + (offset + step) % PORT_SPAN
+        if port not in PORTS_IN_USE_ELSEWHERE and (not check or is_free(port)):
+            return port
+    raise PlanFailed([f"no free port in {PORT_BASE}-{PORT_BASE + PORT_SPAN - 1} on {main_host}"], main_host)
 
 
 def node_gpus(gpus_per_node: int | None, gpu_mem_gib: float | None, in_job: bool, where: str):
@@ -88,6 +116,9 @@ def launch_args(
     config_file = shipped.accelerate_config(accelerate)  # absolute: the job may start in another directory
     if cpu and (nodes != 1 or training.use_vllm):
         raise RecipeError("ACCELERATE=cpu runs one process on one node without vLLM (recipes/demo.yaml)", where)
+    in_use = lock.launch_problem(training.output_dir)  # the same sbatch submitted twice: stop before any node starts
+    if in_use:
+        raise RecipeError(in_use)
     notes = []
     procs_per_node = 1
     if not cpu:
@@ -103,7 +134,7 @@ def launch_args(
                          "one gloo group, which otherwise uses the interface of the host name (slurm/README.md)")  # fmt: skip
 
     world = nodes * procs_per_node
-    port = main_port(job_id)
+    port = main_port(job_id, nodes, main_host)
     launch = ["accelerate", "launch", "--config_file", str(config_file), "--num_machines", str(nodes),
               "--num_processes", str(world), "--machine_rank", "$SLURM_NODEID", "--main_process_ip", main_host,
               "--main_process_port", str(port)]  # fmt: skip

@@ -21,6 +21,8 @@ import logging
 import re
 from dataclasses import dataclass
 
+from .memory_plan import DTYPE_BYTES
+
 logger = logging.getLogger(__name__)
 
 # ModelConfig keys that only mean something with `use_peft: true` (TRL ignores them otherwise, silently).
@@ -33,6 +35,10 @@ ALL_LINEAR = "all-linear"  # PEFT's shorthand: every linear layer but the output
 # Frozen base bytes per parameter of a quantized linear layer: bitsandbytes packs 4-bit (or 8-bit) values and keeps
 # one fp32 absmax per block of 64 values (bitsandbytes' default blocksize); other layers stay in 16-bit.
 QUANTIZED_BYTES = {4: 0.5 + 4 / 64, 8: 1.0 + 4 / 64}
+# How the plan names the base's dtype (memory_plan.DTYPE_BYTES: "auto" is planned as 16-bit, None as transformers'
+# float32 default)
+DTYPE_NAMES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", None: "fp32",
+               "auto": "its saved dtype (planned as 16-bit)"}  # fmt: skip
 
 
 def recipe_problems(model_args, training) -> list[str]:
@@ -168,29 +174,36 @@ def lora_trainable_params(facts, r: int, target, modules_to_save=None) -> int:
     return adapters + sum(modules[m][0] * modules[m][1] for m in saved)
 
 
-def adapter_plan(facts, model_args) -> AdapterPlan | None:
+def adapter_plan(facts, model_args, zero_stage: int = 0) -> AdapterPlan | None:
     """The memory plan's view of a recipe's LoRA (None without `use_peft`)."""
     if not model_args.use_peft:
         return None
     return plan_for(
         facts, model_args.lora_r, model_args.lora_target_modules, model_args.lora_modules_to_save,
-        quantized_bits(model_args),
+        quantized_bits(model_args), base_dtype(model_args.dtype, zero_stage),
     )  # fmt: skip
 
 
-def plan_for(facts, r: int, target, modules_to_save=None, bits: int | None = None) -> AdapterPlan:
+def base_dtype(dtype, zero_stage: int) -> str | None:
+    """The frozen base's dtype in training: DeepSpeed (bf16) casts the whole model to bf16; else the load dtype."""
+    return "bfloat16" if zero_stage else None if dtype is None else str(dtype).removeprefix("torch.")
+
+
+def plan_for(facts, r: int, target, modules_to_save=None, bits: int | None = None, dtype="bfloat16") -> AdapterPlan:
     trainable = lora_trainable_params(facts, r, target, modules_to_save)
     layer_linear = sum(a * b for m, (a, b) in _modules(facts).items() if m.startswith("model.layers."))
-    per_param = QUANTIZED_BYTES[bits] if bits else 2
-    base = per_param * layer_linear + 2 * (facts.num_params - layer_linear)
-    label = f"LoRA r={r} on {target_modules(target) or 'PEFT default modules'}, base in {f'{bits}-bit' if bits else 'bf16'}"
+    unquantized = DTYPE_BYTES.get(dtype, 2)
+    per_param = QUANTIZED_BYTES[bits] if bits else unquantized
+    base = per_param * layer_linear + unquantized * (facts.num_params - layer_linear)
+    kind = f"{bits}-bit" if bits else DTYPE_NAMES.get(dtype, str(dtype))
+    label = f"LoRA r={r} on {target_modules(target) or 'PEFT default modules'}, base in {kind}"
     return AdapterPlan(trainable_params=trainable, base_weight_bytes=base, label=label)
 
 
-def trainer_adapter_plan(facts, peft_config, quantization_config) -> AdapterPlan | None:
+def trainer_adapter_plan(facts, peft_config, quantization_config, dtype="bfloat16") -> AdapterPlan | None:
     """The same from the `peft_config` and `quantization_config` the trainer was given."""
     if peft_config is None:
         return None
     q = quantization_config
     bits = None if q is None else 4 if q.load_in_4bit else 8 if q.load_in_8bit else None
-    return plan_for(facts, peft_config.r, peft_config.target_modules, peft_config.modules_to_save, bits)
+    return plan_for(facts, peft_config.r, peft_config.target_modules, peft_config.modules_to_save, bits, dtype)

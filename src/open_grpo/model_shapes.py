@@ -9,6 +9,7 @@ none of these knows has no shape: the preflight then checks what needs none and 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -109,6 +110,12 @@ def _read_config(path: Path) -> ModelShape:
     if not isinstance(data, dict):
         raise RecipeError(f"the model's {path} is not a JSON object")
     return shape_from_config(data, str(path))
+
+
+def hub_offline(datasets: bool = False) -> bool:
+    """Whether the environment says the hub is out of reach (HF_HUB_OFFLINE, or HF_DATASETS_OFFLINE for datasets)."""
+    names = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE") if datasets else ("HF_HUB_OFFLINE",)
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in names)
 
 
 def cached_config(repo_id: str, revision: str | None = None) -> Path | None:

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from .errors import RecipeError
-from .model_shapes import RANDOM_PREFIX, SHAPES
+from .model_shapes import RANDOM_PREFIX, SHAPES, cached_config, hub_offline
 from .tiny import save_random_model
 
 
@@ -29,9 +29,17 @@ def random_model_problem(name: str) -> str | None:
     )
 
 
-def resolve_model(name: str) -> str:
-    """The path or hub id that transformers and vLLM load."""
+def resolve_model(name: str, revision: str | None = None) -> str:
+    """The path or hub id that transformers and vLLM load. A hub id the offline hub cannot serve is a `RecipeError`
+    (one line, exit 2) instead of transformers' chain of tracebacks."""
     if not name.startswith(RANDOM_PREFIX):
+        pinned = None if revision in (None, "main") else revision
+        if hub_offline() and not Path(name).expanduser().exists() and cached_config(name, pinned) is None:
+            raise RecipeError(
+                f"model {name!r} is a hub id but the hub is offline (HF_HUB_OFFLINE=1) and the model is not in the "
+                f"local cache: download it where the hub is reachable (`huggingface-cli download {name}`, into the "
+                "HF_HOME this machine reads), or set 'model_name_or_path' to a local folder"
+            )
         return name
     problem = random_model_problem(name)
     if problem:

@@ -1,13 +1,16 @@
 """Stopping cleanly when the cluster asks: save a checkpoint at a step boundary, then exit with `PREEMPTED_EXIT`.
 
-A stop is requested by SIGUSR1 or SIGTERM to a training process, or by the file named in $OPEN_GRPO_STOP_FILE
-appearing (what `slurm/train.sbatch` creates when SLURM sends its warning signal: launchers do not forward SIGUSR1).
+A stop is requested by SIGUSR1, SIGTERM or SIGINT (Ctrl-C) to a training process, or by the file named in
+$OPEN_GRPO_STOP_FILE appearing (what `slurm/train.sbatch` creates when SLURM sends its warning signal: launchers do
+not forward SIGUSR1).
 The handlers are installed first thing in `open_grpo.train.main`, before anything slow:
 - a stop requested during start-up (recipe, data, model, vLLM) exits 75 before the first step, without a checkpoint
   (the requeued run resumes from the newest complete one, if any);
 - during training, at the end of every optimizer step all ranks agree (one sum-reduce of a flag), so they save the
   same step and stop together. A SIGTERM whose grace time runs out mid-save leaves a checkpoint without its
-  COMPLETE marker, which is never resumed from. A second SIGTERM ends the process at once.
+  COMPLETE marker, which is never resumed from. A second SIGTERM or SIGINT ends the process at once, unless it comes
+  within `FORWARDED_WITHIN_S` of the first: that is the launcher passing the same signal on (Ctrl-C reaches torchrun
+  and its workers alike, and torchrun then sends each worker the signal it got, killing them 30 s later).
 
 Each exit for a requeue writes <output_dir>/PREEMPTED (the step), which the job script looks for.
 
@@ -24,6 +27,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from .preflight import model_facts
@@ -31,6 +35,7 @@ from .preflight import model_facts
 logger = logging.getLogger(__name__)
 
 PREEMPTED_EXIT = 75  # sysexits.h EX_TEMPFAIL: "try again later"
+FORWARDED_WITHIN_S = 3.0  # the same signal again this soon is a launcher forwarding it, not a second request
 # Launchers (accelerate, torchrun) turn a child's exit code into their own, so the job script looks for this file
 # in the output folder instead: written by the main process once the stop is safe (its checkpoint is complete).
 PREEMPTED_MARKER = "PREEMPTED"
@@ -50,11 +55,16 @@ class StopRequest:
 
     def __init__(self):
         self.signal_name: str | None = None
+        self._first: dict[int, float] = {}  # signal -> when it first came
 
     def _on_signal(self, signum, frame):
+        if signum in self._first and signum != signal.SIGUSR1:  # asked twice: end now (a forwarded copy: ignore)
+            if time.monotonic() - self._first[signum] >= FORWARDED_WITHIN_S:
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+            return
+        self._first[signum] = time.monotonic()
         self.signal_name = signal.Signals(signum).name
-        if signum == signal.SIGTERM:  # the next SIGTERM is not asked twice
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
         logger.warning("%s: stopping at the end of this step with a checkpoint (during start-up: before the first "
                        "step, without one), exit %d", self.signal_name, PREEMPTED_EXIT)  # fmt: skip
 
@@ -76,14 +86,14 @@ _request: StopRequest | None = None
 
 
 def install() -> StopRequest:
-    """The process's stop request, with its SIGUSR1/SIGTERM handlers (re)installed: a library may have replaced them."""
+    """The process's stop request, with its SIGUSR1/SIGTERM/SIGINT handlers (re)installed: a library may have replaced
+    them. SIGINT (Ctrl-C) stops like SIGTERM: a checkpoint at the step's end instead of a traceback."""
     global _request
     if _request is None:
         _request = StopRequest()
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGUSR1, _request._on_signal)
-        if _request.signal_name != "SIGTERM":
-            signal.signal(signal.SIGTERM, _request._on_signal)
+        for signum in (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, _request._on_signal)
     return _request
 
 

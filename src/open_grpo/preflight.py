@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from .engine.allreduce import multi_node_problem
 from .errors import RecipeError
-from .lora import adapter_plan, trainer_adapter_plan
+from .lora import base_dtype, trainer_adapter_plan
 from .memory_plan import GIB, describe, fits_one_gpu, memory_plan
 from .model_shapes import ModelShape, find_shape
 
@@ -250,12 +250,12 @@ def runtime_plan(
     local = int(os.environ.get("LOCAL_WORLD_SIZE", min(world, torch.cuda.device_count())))
     zero = int(os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", 0) or 0)
     shape, where = find_shape(model_path)
-    dtype = (training.model_init_kwargs or {}).get("dtype", "float32")
+    dtype = str((training.model_init_kwargs or {}).get("dtype", "float32")).removeprefix("torch.")
     mem = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory / GIB
+    adapter = shape and trainer_adapter_plan(shape, peft_config, quantization_config, base_dtype(dtype, zero))
     return plan(training, max_prompt_tokens, shape, gpus_per_node=local, nodes=max(1, world // local),
                 gpu_mem_gib=mem, zero_stage=zero, memory_check=memory_check, allreduce_fusion=allreduce_fusion,
-                model_dtype=str(dtype).removeprefix("torch."), shape_note=where,
-                adapter=shape and trainer_adapter_plan(shape, peft_config, quantization_config))  # fmt: skip
+                model_dtype=dtype, shape_note=where, adapter=adapter)  # fmt: skip
 
 
 def check_at_start(training, max_prompt_tokens, model_path, memory_check="error", allreduce_fusion="auto",
@@ -270,12 +270,3 @@ def check_at_start(training, max_prompt_tokens, model_path, memory_check="error"
         logger.info("preflight on this cluster:\n%s", result.render())
     if result.errors:
         raise RecipeError(result.errors, "preflight")
-
-
-def plan_recipe(recipe, *, gpus_per_node: int, nodes: int, gpu_mem_gib: float, zero_stage: int) -> Plan:
-    """`plan` for a parsed recipe (config.Recipe): its model's shape, memory_check, all-reduce choice and dtype."""
-    shape, where = find_shape(recipe.model.model_name_or_path, recipe.model.model_revision)
-    return plan(recipe.training, recipe.script.max_prompt_tokens, shape, gpus_per_node=gpus_per_node, nodes=nodes,
-                gpu_mem_gib=gpu_mem_gib, zero_stage=zero_stage, memory_check=recipe.script.memory_check,
-                allreduce_fusion=recipe.script.vllm_allreduce_fusion, model_dtype=recipe.model.dtype,
-                shape_note=where, adapter=shape and adapter_plan(shape, recipe.model))  # fmt: skip

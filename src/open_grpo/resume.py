@@ -7,13 +7,16 @@ recipe hash, step and layout that produced it (checkpoints.py). Everything here 
   resume: auto     continue this output_dir's run from its newest complete checkpoint whose files match its marker.
                    Another run's checkpoint is skipped, saying so; one saved with another layout is refused (exit 2);
                    a finished run is not trained again: one line says so and the launch exits 0. Raising max_steps
-                   or changing the logging/saving cadence continues the same run (those keys are not in the hash).
-  resume: never    start a new run: the previous run's checkpoints, metrics.jsonl, reward curve and run.json move to
-                   <output_dir>/previous/<its run id>/ (nothing is deleted), so `auto` can never adopt them.
-  resume: weights  start a new run from the 16-bit model weights of the newest complete checkpoint, with a fresh
-                   optimizer and data position (the previous run moves aside as with `never`): the way to carry a
-                   run over to another layout.
-  resume: <path>   continue from that checkpoint folder (same layout rule as `auto`).
+                   or changing the logging/saving cadence continues the same run (those keys are not in the hash);
+                   a finished run that kept no checkpoint cannot continue: a larger max_steps starts a new run (the
+                   old one moves aside, as with `never`). A checkpoint of another model is refused (exit 2).
+  resume: never    start a new run: everything the previous run wrote (checkpoints, final model, metrics, completions,
+                   plots, ...) moves to <output_dir>/previous/<its run id>/ (runs/previous.py; nothing is deleted),
+                   so `auto` can never adopt it and nothing of it is overwritten.
+  resume: weights  start a new run from the 16-bit model weights of the newest complete checkpoint (or, where a
+                   finished run kept none, of its final model), with a fresh optimizer and data position (the
+                   previous run moves aside as with `never`): the way to carry a run over to another layout.
+  resume: <path>   continue from that checkpoint folder (same layout and model rules as `auto`).
 
 A requeued SLURM job continues the run it started whatever `resume` says (slurm/train.sbatch adds `--resume auto`).
 """
@@ -21,35 +24,25 @@ A requeued SLURM job continues the run it started whatever `resume` says (slurm/
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-
-import yaml
 
 from .checkpoints import checkpoints, file_problems, read_marker
 from .errors import RecipeError
 from .layout import Layout, check_layout, current_layout
+from .runs.model_identity import of_checkpoint, of_recipe, of_weights, renamed
+from .runs.model_identity import problem as model_problem
+from .runs.previous import PREVIOUS, destination, move_aside
+from .runs.recipe_hash import recipe_hash
 
 logger = logging.getLogger(__name__)
 
 CHOICES = ("auto", "never", "weights")
 RUN_FILE = "run.json"
-PREVIOUS = "previous"
-RUN_OUTPUTS = ("metrics.jsonl", "reward_curve.png", RUN_FILE)  # moved aside with the checkpoints by never/weights
-# Keys that may change while the same run continues (its length, cadence, where it reports), and the layout keys,
-# which have their own check and message. Every other key the recipe sets is in the recipe hash.
-NOT_HASHED = frozenset(
-    {"max_steps", "num_train_epochs", "logging_steps", "logging_strategy", "logging_first_step", "logging_dir",
-     "save_steps", "save_strategy", "save_total_limit", "save_only_model", "save_final_model", "report_to",
-     "run_name", "log_completions", "num_completions_to_print", "disable_tqdm", "log_level", "eval_steps",
-     "eval_strategy", "output_dir", "resume", "resume_from_checkpoint", "push_to_hub", "hub_model_id",
-     "per_device_train_batch_size", "gradient_accumulation_steps", "vllm_tensor_parallel_size"}
-)  # fmt: skip
 
 
 def setting_problems(resume: str) -> list[str]:
@@ -63,18 +56,6 @@ def setting_problems(resume: str) -> list[str]:
             f"'resume' must be auto, never, weights or an existing checkpoint folder, got {resume!r}: no such folder"
         ]
     return []
-
-
-def recipe_hash(cfg, overrides=()) -> str:
-    """A hash of the values of every key the recipe file and the overrides set, less `NOT_HASHED`."""
-    keys = set(yaml.safe_load(Path(cfg.path).read_text()) or {})
-    keys |= {w[2:].split("=", 1)[0].replace("-", "_") for w in overrides if w.startswith("--")}
-    values = {}
-    for key in sorted(keys - NOT_HASHED):
-        owner = next((obj for obj in (cfg.script, cfg.training, cfg.model) if hasattr(obj, key)), None)
-        if owner is not None:
-            values[key] = getattr(owner, key)
-    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def read_run(output_dir) -> dict | None:
@@ -104,6 +85,7 @@ class Plan:
     finished: str | None = None  # the run is done: log this line and exit 0
     move_aside_to: Path | None = None  # the previous run moves here before this one starts
     recipe_hash: str = ""  # of this launch's recipe
+    model: dict = field(default_factory=dict)  # the model this launch loads (runs/model_identity.py)
 
     @property
     def step(self) -> int:
@@ -117,6 +99,7 @@ class Plan:
             "run_id": self.run["run_id"],
             "recipe_hash": self.recipe_hash,
             "layout": dataclasses.asdict(self.layout),
+            "model": self.model,
         }
 
 
@@ -126,29 +109,37 @@ def plan(cfg, overrides=()) -> Plan:
         "run_id": time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3),
         "recipe_hash": recipe_hash(cfg, overrides),
     }
-    result = _decide(cfg.script, cfg.training, current_layout(cfg.training), fresh)
+    logger.disabled = cfg.training.process_index != 0  # every rank plans; rank 0 says what it found
+    try:
+        result = _decide(cfg.script, cfg.training, current_layout(cfg.training), fresh, of_recipe(cfg.model))
+    finally:
+        logger.disabled = False
     result.recipe_hash = fresh["recipe_hash"]
     return result
 
 
-def _decide(script, training, layout: Layout, fresh: dict) -> Plan:
+def _decide(script, training, layout: Layout, fresh: dict, model: dict) -> Plan:
     out = Path(training.output_dir)
     record = read_run(out)
+    start = (record or {}).get("start") or {}
+    if start.get("weights"):  # a run started from weights trains that model, whatever model_name_or_path says
+        model = of_weights(Path(start["weights"]), model)
     explicit = training.resume_from_checkpoint or (None if script.resume in CHOICES else script.resume)
     if explicit:
         run = record or {**fresh, "start": {"checkpoint": explicit}}
-        return _from_checkpoint(Path(explicit), run, training, layout, fresh)
+        return _from_checkpoint(Path(explicit), run, training, layout, fresh, model)
     if script.resume == "never":
-        return Plan(run=fresh, layout=layout, move_aside_to=_previous_dir(out, record))
+        return Plan(run=fresh, layout=layout, move_aside_to=destination(out, record), model=model)
     if script.resume == "weights":
-        return _from_weights(out, record, fresh, layout)
-    if record and _finished(record, training):
-        return Plan(
-            run=record, layout=layout, finished=_finished_line(out, record["run_id"], record["finished"]["step"])
-        )
+        return _from_weights(out, record, fresh, layout, model)
     path, damaged = _newest_usable(out, record)
+    if record and _finished(record, training):
+        line = _finished_line(out, record["run_id"], record["finished"]["step"], continuable=path is not None)
+        return Plan(run=record, layout=layout, finished=line)
     if path is not None:
-        return _from_checkpoint(path, record, training, layout, fresh)
+        plan = _from_checkpoint(path, record, training, layout, fresh, model)
+        plan.model_path = plan.model_path or start.get("weights")
+        return plan
     if damaged:
         raise RecipeError(
             [f"{p}: {', '.join(problems)}" for p, problems in damaged]
@@ -156,17 +147,18 @@ def _decide(script, training, layout: Layout, fresh: dict) -> Plan:
                "resume: never, which keeps them aside), or resume from a good copy with resume: <path>"],
             out,
         )  # fmt: skip
-    start = (record or {}).get("start") or {}
     if start.get("weights"):  # a run started from weights that has no checkpoint of its own yet: start there again
-        return Plan(run=record, layout=layout, model_path=start["weights"])
+        return Plan(run=record, layout=layout, model_path=start["weights"], model=model)
     if start.get("checkpoint"):
-        return _from_checkpoint(Path(start["checkpoint"]), record, training, layout, fresh)
+        return _from_checkpoint(Path(start["checkpoint"]), record, training, layout, fresh, model)
     if record and record.get("finished"):  # max_steps raised, but nothing was kept to continue from
-        logger.warning(
-            "%s: run %s finished without a checkpoint to continue from: starting a new run", out, record["run_id"]
-        )
-        return Plan(run=fresh, layout=layout, move_aside_to=_previous_dir(out, record))
-    return Plan(run=record or fresh, layout=layout)
+        dest = destination(out, record)
+        logger.warning("%s: run %s finished at step %d without a checkpoint to continue from: starting a new run "
+                       "from %s; the finished run (its final model included) moves to %s. To train its final model "
+                       "further instead: --resume weights", out, record["run_id"], record["finished"]["step"],
+                       model["name"], dest)  # fmt: skip
+        return Plan(run=fresh, layout=layout, move_aside_to=dest, model=model)
+    return Plan(run=record or fresh, layout=layout, model=model)
 
 
 def _finished(record: dict, training) -> bool:
@@ -178,11 +170,14 @@ def _finished(record: dict, training) -> bool:
     return done.get("max_steps", 0) <= 0 and training.num_train_epochs <= done.get("num_train_epochs", 0)
 
 
-def _finished_line(out: Path, run_id, step: int) -> str:
-    return (
-        f"{out} holds run {run_id}, already finished at step {step}: nothing to train. To train further, raise "
-        f"max_steps (e.g. --max_steps {2 * step}); to start over, --resume never (the old run moves to {out / PREVIOUS}/)."
-    )
+def _finished_line(out: Path, run_id, step: int, continuable: bool = True) -> str:
+    head = f"{out} holds run {run_id}, already finished at step {step}: nothing to train."
+    over = f"to start over, --resume never (the old run moves to {out / PREVIOUS}/)."
+    if continuable:
+        return f"{head} To train further, raise max_steps (e.g. --max_steps {2 * step}); {over}"
+    return (f"{head} It kept no checkpoint to continue from, so a larger max_steps would start a new run from the "
+            f"recipe's model (the old run moves to {out / PREVIOUS}/). To train its final model further: --resume "
+            f"weights --max_steps N (a new run from it, with a fresh optimizer); {over}")  # fmt: skip
 
 
 def _newest_usable(out: Path, record: dict | None) -> tuple[Path | None, list]:
@@ -207,7 +202,7 @@ def _newest_usable(out: Path, record: dict | None) -> tuple[Path | None, list]:
     return None, damaged
 
 
-def _from_checkpoint(path: Path, record: dict | None, training, layout: Layout, fresh: dict) -> Plan:
+def _from_checkpoint(path: Path, record: dict | None, training, layout: Layout, fresh: dict, model: dict) -> Plan:
     marker = read_marker(path)
     if marker is None:
         raise RecipeError(f"resume: {path} is not a complete checkpoint (no COMPLETE marker: its save was cut off); "
@@ -222,45 +217,50 @@ def _from_checkpoint(path: Path, record: dict | None, training, layout: Layout, 
     if training.max_steps > 0 and step >= training.max_steps:
         return Plan(run=run, layout=layout, finished=_finished_line(Path(training.output_dir), run["run_id"], step))
     check_layout(path, marker, layout)
+    saved = of_checkpoint(path, marker)
+    if model_problem(path, saved, model):
+        raise RecipeError(model_problem(path, saved, model), "resume")
+    if renamed(saved, model):
+        logger.info(renamed(saved, model))
     if marker.get("run_id") and marker["run_id"] != run["run_id"]:
         logger.warning("resuming from %s, saved by run %s, as run %s", path, marker["run_id"], run["run_id"])
     if marker.get("recipe_hash") and marker["recipe_hash"] != fresh["recipe_hash"]:
         logger.warning("the recipe changed since %s was saved (recipe hash %s, now %s): continuing with the new one",
                        path, marker["recipe_hash"], fresh["recipe_hash"])  # fmt: skip
     logger.info("resuming from %s", path)
-    return Plan(run=run, layout=layout, checkpoint=str(path))
+    return Plan(run=run, layout=layout, checkpoint=str(path), model=model)
 
 
-def _from_weights(out: Path, record: dict | None, fresh: dict, layout: Layout) -> Plan:
+def _from_weights(out: Path, record: dict | None, fresh: dict, layout: Layout, model: dict) -> Plan:
     path, damaged = _newest_usable(out, record)
-    if path is None:
+    source = path or (out if (record or {}).get("finished") else None)  # a finished run without one: its final model
+    if source is None:
         found = "".join(f"; {p}: {', '.join(problems)}" for p, problems in damaged)
         raise RecipeError(f"resume: weights needs a complete checkpoint in {out}, found none{found}. To start from "
                           "any model folder instead, set model_name_or_path to it", out)  # fmt: skip
-    if not (path / "config.json").is_file() or not any(path.glob("*.safetensors")):
+    saved = of_checkpoint(source, read_marker(source) or {})
+    if (source / "adapter_config.json").is_file():
+        raise RecipeError(
+            f"resume: weights starts a new run from a full model's weights, and {source} holds a LoRA adapter "
+            f"(adapter_model.safetensors, trained on {saved['name'] or 'its base model'}), not a full model. To carry "
+            "the adapter to another layout, merge it into its base and start from that: PeftModel.from_pretrained("
+            f"base_model, '{source}').merge_and_unload().save_pretrained(DIR) (and the tokenizer), then "
+            "model_name_or_path: DIR with resume: never (a new adapter trains on the merged model). To continue this "
+            "run as it is: resume: auto, on the layout that saved it", source)  # fmt: skip
+    if not (source / "config.json").is_file() or not any(source.glob("*.safetensors")):
+        if source == out:
+            raise RecipeError(f"resume: weights: run {record['run_id']} finished without a checkpoint and without "
+                              f"a final model in {out} (save_final_model: false): there are no weights to start "
+                              "from; set model_name_or_path to a model folder instead", out)  # fmt: skip
         raise RecipeError(f"resume: weights: {path} holds no full 16-bit model (config.json + *.safetensors). Under "
                           "ZeRO-3 the model is gathered at save time only with `zero3_save_16bit_model: true` (as in "
                           "accelerate_configs/zero3.yaml); DeepSpeed's zero_to_fp32.py in the checkpoint folder "
                           "rebuilds it", path)  # fmt: skip
-    previous = _previous_dir(out, record)
-    weights = previous / path.name
-    logger.info("resume: weights: a new run from the model weights of %s (moving to %s)", path, weights)
+    previous = destination(out, record)
+    weights = previous / path.name if path else previous
+    logger.info("resume: weights: a new run from the model weights of %s (moving to %s)", source, weights)
     return Plan(run={**fresh, "start": {"weights": str(weights)}}, layout=layout, model_path=str(weights),
-                move_aside_to=previous)  # fmt: skip
-
-
-def _previous_dir(out: Path, record: dict | None) -> Path | None:
-    """Where the previous run moves; None when there is nothing to move. The same answer on every rank."""
-    found = checkpoints(out)
-    if not found and not any((out / name).exists() for name in RUN_OUTPUTS):
-        return None
-    newest_owner = (read_marker(found[0][1]) or {}).get("run_id") if found else None
-    name = (record or {}).get("run_id") or newest_owner or "unnamed"
-    dest, n = out / PREVIOUS / name, 1
-    while dest.exists():
-        n += 1
-        dest = out / PREVIOUS / f"{name}-{n}"
-    return dest
+                move_aside_to=previous, model=of_weights(weights, model, saved))  # fmt: skip
 
 
 def start(plan: Plan, output_dir, state) -> None:
@@ -269,11 +269,7 @@ def start(plan: Plan, output_dir, state) -> None:
     state.wait_for_everyone()  # every rank decided from the same files
     if state.is_main_process:
         if plan.move_aside_to is not None:
-            plan.move_aside_to.mkdir(parents=True)
-            moved = [p for _s, p in checkpoints(out)] + [out / n for n in RUN_OUTPUTS if (out / n).exists()]
-            for path in moved:
-                path.rename(plan.move_aside_to / path.name)
-            logger.info("moved the previous run to %s: %s", plan.move_aside_to, ", ".join(p.name for p in moved))
+            move_aside(out, plan.move_aside_to)
         if read_run(out) != plan.run:
             write_run(out, plan.run)
     state.wait_for_everyone()
@@ -287,3 +283,6 @@ def finish(output_dir, trainer_state, training) -> None:
         record["finished"] = {"step": trainer_state.global_step, "max_steps": training.max_steps,
                               "num_train_epochs": training.num_train_epochs}  # fmt: skip
         write_run(output_dir, record)
+    from .preemption import PREEMPTED_MARKER  # a stop earlier in this run: done with now
+
+    (Path(output_dir) / PREEMPTED_MARKER).unlink(missing_ok=True)

@@ -20,6 +20,7 @@ import sys
 from . import preemption, resume
 from .config import RecipeError, load_recipe
 from .models import resolve_model
+from .runs import lock
 
 logger = logging.getLogger("open_grpo")
 
@@ -33,7 +34,7 @@ def setup_logging(is_main: bool) -> None:
 
 
 def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
-    # First, before anything slow: SIGUSR1/SIGTERM/the stop file during start-up exit 75 instead of killing us.
+    # First, before anything slow: SIGUSR1/SIGTERM/SIGINT/the stop file during start-up exit 75 instead of killing us.
     stop = preemption.install()
     # Config: every recipe, reward and data problem is raised here, before a model or a GPU is touched.
     cfg = load_recipe(recipe, overrides)
@@ -41,13 +42,17 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
     setup_logging(training.process_index == 0)
     logger.info("recipe %s -> %s", cfg.path, training.output_dir)
 
-    # Resume: which run output_dir holds and where to continue it (resume.py); a checkpoint of another layout or
-    # with damaged files is refused here, before any model. A finished run says so and is not trained again.
+    # One launch per output_dir: rank 0 takes <output_dir>/LOCK (released at exit); another launch holding it is
+    # refused here on every rank (exit 2), before anything is written (runs/lock.py).
+    state = training.distributed_state
+    lock.acquire(training.output_dir, state)
+    # Resume: which run output_dir holds and where to continue it (resume.py); a checkpoint of another layout, model
+    # or with damaged files is refused here, before any model. A finished run says so and is not trained again.
     run = resume.plan(cfg, overrides)
     if run.finished:
         logger.info(run.finished)
+        lock.release(training.output_dir)
         return {}
-    state = training.distributed_state
     resume.start(run, training.output_dir, state)
     preemption.warn_if_margin_short(model_args.model_name_or_path, run.layout.zero_stage)
     if stop.agreed(state):
@@ -67,7 +72,7 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
     from transformers.trainer_callback import ProgressCallback
     from trl import get_quantization_config
 
-    from .data import load_prompts
+    from .data import load_prompts, load_together
     from .evaluation import load_eval_prompts
     from .lora import peft_config
     from .metrics import CompactProgress, MetricsFile, format_summary, plot_rewards, read_metrics, summary
@@ -83,13 +88,15 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
     logger.info("rewards: %s", ", ".join(f"{s.name} x{s.weight}" for s in specs))
 
     # Tokenizer and data (`resume: weights`: the tokenizer and model saved in the checkpoint).
-    model_path = run.model_path or resolve_model(model_args.model_name_or_path)
+    model_path = run.model_path or resolve_model(model_args.model_name_or_path, model_args.model_revision)
     tokenizer = AutoTokenizer.from_pretrained(
         model_path, revision=model_args.model_revision, trust_remote_code=training.trust_remote_code
     )
     load = load_mixture if script.datasets else load_prompts  # `datasets:` mixes several sources
-    dataset = load(script, tokenizer, seed=training.seed)
-    eval_dataset = load_eval_prompts(script, tokenizer, seed=training.seed)  # None without eval_dataset_name
+    eval_dataset, dataset = load_together(  # the eval set (None without eval_dataset_name) and the training set:
+        lambda: load_eval_prompts(script, tokenizer, seed=training.seed),  # the problems of both in one message
+        lambda: load(script, tokenizer, seed=training.seed),
+    )
 
     # Model: TRL loads it from the path with these arguments (and hands the same path to vLLM).
     training.model_init_kwargs = {
@@ -138,6 +145,7 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
         resume.finish(training.output_dir, trainer.state, training)
     trainer.accelerator.wait_for_everyone()  # leave together: a rank tearing down its groups alone can hang the rest
     trainer.accelerator.end_training()
+    lock.release(training.output_dir)
     return result
 
 

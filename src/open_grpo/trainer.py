@@ -14,8 +14,8 @@ What it adds, and nothing else:
 - reward health (`rewards/<name>/errors`, `/timeouts`, `/none_frac`), and all ranks stopping together when a reward
   with `on_error: raise` fails on any of them;
 - checkpoints marked complete (with the run, layout and file sizes) only once every rank has written them, rotation
-  only after that, and each save's time logged (checkpoints.py); a clean stop on SIGUSR1, SIGTERM or a stop file:
-  save at the step boundary, then `preempted` is set (preemption.py);
+  only after that, and each save's time logged (checkpoints.py); a clean stop on SIGUSR1, SIGTERM, SIGINT or a stop
+  file: save at the step boundary, then `preempted` is set (preemption.py);
 - with `log_completions`, `<output_dir>/completions.jsonl` (completions_log.py);
 - with `dynamic_sampling`, zero-variance groups dropped and the batch refilled (dynamic_sampling.py);
 - evaluation (TRL's) kept out of the training steps' telemetry, with pass@k and reward health (evaluation.py).
@@ -83,7 +83,8 @@ class OpenGRPOTrainer(GRPOTrainer):
         # The defaults are TRL's behaviour; the recipes' (ScriptArguments) defaults are open_grpo's.
         training_args = kwargs["args"]
         if gradient_checkpointing_auto:
-            why = activation_checkpointing.decide(training_args, max_prompt_tokens, kwargs.get("model"))
+            why = activation_checkpointing.decide(training_args, max_prompt_tokens, kwargs.get("model"),
+                                                  kwargs.get("peft_config"), kwargs.get("quantization_config"))  # fmt: skip
             if training_args.process_index == 0:
                 logger.info(why)
         if training_args.use_vllm and training_args.vllm_max_model_length is None and max_prompt_tokens:

@@ -36,7 +36,8 @@ def run(args, overrides: list[str]) -> int:
 
     from ..config import RecipeError, load_recipe
     from ..gpus import card_memory_gib
-    from ..preflight import ZERO_STAGE, layout_problems, plan_recipe
+    from ..preflight import ZERO_STAGE, layout_problems
+    from ..recipe_plan import plan_recipe
 
     usage = layout_problems(args.gpus_per_node, args.nodes)
     if args.gpu_mem_gib is not None and args.gpu_mem_gib <= 0:
@@ -63,7 +64,12 @@ def run(args, overrides: list[str]) -> int:
             result.to_json(recipe=str(recipe.path), accelerate=args.accelerate, card_memory_source=source, ok=not code)
         )
         return code
-    print(f"recipe {recipe.path}  ({args.accelerate}; card memory {gpu_mem:g} GiB: {source})")
+    where = (
+        "use_cpu: a CPU run"
+        if recipe.training.use_cpu
+        else f"{args.accelerate}; card memory {gpu_mem:g} GiB: {source}"
+    )
+    print(f"recipe {recipe.path}  ({where})")
     print(result.render())
     print("OK" if not result.errors else f"{len(result.errors)} problem(s)")
     return code

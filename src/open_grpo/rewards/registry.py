@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import logging
+import signal
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -217,9 +218,13 @@ class ScoredReward:
             try:
                 values = self.call_bounded(lambda: self.func(completions, **columns, **self.spec.params))
                 values = _check_values(self.spec.name, values, n)
-            except Exception as e:
+            except BaseException as e:  # sys.exit() in a reward too: a failure like any other, not the run's end
+                if isinstance(e, KeyboardInterrupt) and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                    raise  # Ctrl-C outside training (training's SIGINT handler stops at the step's end instead)
                 if self.spec.on_error == "raise":
-                    raise
+                    if isinstance(e, Exception):
+                        raise
+                    raise RuntimeError(f"reward {self.spec.name!r} raised {type(e).__name__}({e})") from e
                 timed_out = isinstance(e, RewardTimeout)
                 logger.warning("reward %r failed on %d completions: %s: %s", self.spec.name, n, type(e).__name__, e)
                 events["timeouts" if timed_out else "errors"] += n
