@@ -14,8 +14,8 @@ import pytest
 
 from open_grpo import checkpoints, preemption, resume
 from open_grpo.checkpoints import MARKER, mark_complete, read_marker, rotate, save_marked
-from open_grpo.config import RecipeError, load_recipe
 from open_grpo.metrics import MetricsFile, format_summary, plot_rewards, read_metrics, summary
+from open_grpo.recipe import RecipeError, load_recipe
 
 from .conftest import ROOT
 

@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from open_grpo.config import RecipeError, ScriptArguments, load_recipe
 from open_grpo.data import load_raw_dataset, to_prompts
 from open_grpo.models import resolve_model
+from open_grpo.recipe import RecipeError, load_recipe
+from open_grpo.recipe_keys import ScriptArguments
 from open_grpo.rewards import registry
 from open_grpo.rewards.limits import DEFAULT_TIME_LIMIT_S, drop_nonfinite_sums
 from open_grpo.rewards.registry import RewardSpecError, ScoredReward, build_rewards, parse_reward_specs

@@ -188,5 +188,5 @@ def filter_long_prompts(dataset, tokenizer, max_prompt_tokens: int | None):
     return dataset
 
 
-def load_prompts(script: ScriptArguments, tokenizer, seed: int = 42):
-    return filter_long_prompts(to_prompts(load_raw_dataset(script, seed), script), tokenizer, script.max_prompt_tokens)
+def load_prompts(script: ScriptArguments, tokenizer, seed: int = 42, max_prompt_tokens: int | None = None):
+    return filter_long_prompts(to_prompts(load_raw_dataset(script, seed), script), tokenizer, max_prompt_tokens)

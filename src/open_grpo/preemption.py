@@ -26,11 +26,11 @@ import sys
 import threading
 from pathlib import Path
 
+from .errors import EXIT_PREEMPTED as PREEMPTED_EXIT  # sysexits.h EX_TEMPFAIL: "try again later"
 from .preflight import model_facts
 
 logger = logging.getLogger(__name__)
 
-PREEMPTED_EXIT = 75  # sysexits.h EX_TEMPFAIL: "try again later"
 # Launchers (accelerate, torchrun) turn a child's exit code into their own, so the job script looks for this file
 # in the output folder instead: written by the main process once the stop is safe (its checkpoint is complete).
 PREEMPTED_MARKER = "PREEMPTED"

@@ -29,15 +29,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from .checkpoints import checkpoints, file_problems, read_marker
 from .errors import RecipeError
 from .layout import Layout, check_layout, current_layout
+from .recipe_keys import RESUME_CHOICES
 
 logger = logging.getLogger(__name__)
 
-CHOICES = ("auto", "never", "weights")
 RUN_FILE = "run.json"
 PREVIOUS = "previous"
 RUN_OUTPUTS = ("metrics.jsonl", "reward_curve.png", RUN_FILE)  # moved aside with the checkpoints by never/weights
@@ -52,23 +50,9 @@ NOT_HASHED = frozenset(
 )  # fmt: skip
 
 
-def setting_problems(resume: str) -> list[str]:
-    """The `resume` key's own check (config.validate)."""
-    if resume in CHOICES:
-        return []
-    if resume.lower() in CHOICES:
-        return [f"'resume' must be one of auto, never, weights (lower case) or a checkpoint folder, got {resume!r}"]
-    if not Path(resume).is_dir():
-        return [
-            f"'resume' must be auto, never, weights or an existing checkpoint folder, got {resume!r}: no such folder"
-        ]
-    return []
-
-
-def recipe_hash(cfg, overrides=()) -> str:
+def recipe_hash(cfg) -> str:
     """A hash of the values of every key the recipe file and the overrides set, less `NOT_HASHED`."""
-    keys = set(yaml.safe_load(Path(cfg.path).read_text()) or {})
-    keys |= {w[2:].split("=", 1)[0].replace("-", "_") for w in overrides if w.startswith("--")}
+    keys = set(cfg.given)
     values = {}
     for key in sorted(keys - NOT_HASHED):
         owner = next((obj for obj in (cfg.script, cfg.training, cfg.model) if hasattr(obj, key)), None)
@@ -120,11 +104,11 @@ class Plan:
         }
 
 
-def plan(cfg, overrides=()) -> Plan:
+def plan(cfg) -> Plan:
     """Decide from the output_dir's files; raises RecipeError (exit 2) for a refused layout or damaged checkpoint."""
     fresh = {
         "run_id": time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3),
-        "recipe_hash": recipe_hash(cfg, overrides),
+        "recipe_hash": recipe_hash(cfg),
     }
     result = _decide(cfg.script, cfg.training, current_layout(cfg.training), fresh)
     result.recipe_hash = fresh["recipe_hash"]
@@ -134,7 +118,7 @@ def plan(cfg, overrides=()) -> Plan:
 def _decide(script, training, layout: Layout, fresh: dict) -> Plan:
     out = Path(training.output_dir)
     record = read_run(out)
-    explicit = training.resume_from_checkpoint or (None if script.resume in CHOICES else script.resume)
+    explicit = training.resume_from_checkpoint or (None if script.resume in RESUME_CHOICES else script.resume)
     if explicit:
         run = record or {**fresh, "start": {"checkpoint": explicit}}
         return _from_checkpoint(Path(explicit), run, training, layout, fresh)
