@@ -26,6 +26,7 @@ import sys
 import typing
 from importlib.metadata import version
 
+from ..errors import EXIT_CHECK_FAILED, EXIT_OK
 from .lora_targets import COVERED_MODEL_TYPES
 from .schema import SNAPSHOT, describe_type
 
@@ -118,10 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     if "--check" in argv:
         same = SNAPSHOT.read_text() == text
         print(f"{SNAPSHOT.name}: {'up to date' if same else 'differs from the installed libraries: regenerate it'}")
-        return 0 if same else 1
+        return EXIT_OK if same else EXIT_CHECK_FAILED
     SNAPSHOT.write_text(text)
     print(f"wrote {SNAPSHOT}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":
