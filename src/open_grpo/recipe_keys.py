@@ -30,7 +30,8 @@ class ScriptArguments:
         metadata={
             "help": "A mixture instead of 'dataset_name': [{name, weight, split, size, config, prompt_column, "
             "solution_column, system_prompt}, ...], mixed by weight (open_grpo/mixture.py). Keys an entry leaves out "
-            "take the top-level value."
+            "take the top-level value.",
+            "example": "[{name: reasoning-gym:basic_arithmetic, weight: 1}]",
         },
     )
     mixture_stopping_strategy: str = field(
@@ -57,7 +58,8 @@ class ScriptArguments:
         metadata={
             "help": "Rewards to combine: [{name: accuracy, weight: 1.0, <reward parameter>: value, on_error: none, "
             "time_limit: <seconds per call>}, ...]. Names come from the `open_grpo.rewards` entry points "
-            "(`open-grpo rewards` lists them)."
+            "(`open-grpo rewards` lists them).",
+            "example": "[{name: accuracy}]",
         },
     )
     reward_funcs: list[str] | None = field(

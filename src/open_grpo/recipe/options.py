@@ -31,7 +31,8 @@ class OpenGRPOOptions:
         default=None,
         metadata={
             "help": "Options passed to the colocated vLLM engine (`vllm.LLM`) on top of TRL's, e.g. "
-            "{max_num_seqs: 64, enable_prefix_caching: true}."
+            "{max_num_seqs: 64, enable_prefix_caching: true}.",
+            "example": "{max_num_seqs: 64}",
         },
     )
     vllm_sync_chunk_mib: int = field(

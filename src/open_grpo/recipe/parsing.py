@@ -33,9 +33,9 @@ from .rules_model import model_problems, reward_problems
 from .rules_training import training_problems
 from .values import checked
 
-AUTO = (
-    "auto"  # `gradient_checkpointing: auto` (TRL's key is a bool): decided at start-up (activation_checkpointing.py)
-)
+REWARD_KEYS = {"rewards", "reward_funcs", "reward_weights"}  # a wrong one is said once, not as "no rewards" too
+# `gradient_checkpointing: auto` (TRL's key is a bool): decided at start-up (activation_checkpointing.py)
+AUTO = "auto"
 
 
 def available_recipes() -> list[str]:
@@ -84,11 +84,12 @@ def read_recipe_file(path: Path) -> dict:
     return config
 
 
-def checked_keys(config: dict, overrides=()) -> tuple[dict, bool, list[str]]:
-    """(the keys the file and the overrides set, checked; whether gradient checkpointing is `auto`; problems)."""
+def checked_keys(config: dict, overrides=()) -> tuple[dict, set, bool, list[str]]:
+    """(the keys the file and the overrides set, checked; the keys whose value is wrong; whether gradient
+    checkpointing is `auto`; problems)."""
     known = schema.keys()
     words, problems = parse_overrides(overrides, known)
-    given, auto = {}, False
+    given, failed, auto = {}, set(), False
     for key, value, from_cli in [(k, v, False) for k, v in config.items()] + [(k, v, True) for k, v in words.items()]:
         if key not in known:
             problems.append(f"unknown key {key!r}.{did_you_mean(key, known)} (keys are fields of ScriptArguments, "
@@ -100,10 +101,12 @@ def checked_keys(config: dict, overrides=()) -> tuple[dict, bool, list[str]]:
         value, problem = checked(known[key], value, from_cli)
         if problem:
             problems.append(problem)
+            failed.add(key)
             given.pop(key, None)  # an override's bad value does not leave the file's value standing
         else:
+            failed.discard(key)
             given[key] = value
-    return given, auto, problems
+    return given, failed, auto, problems
 
 
 def recipe_from_keys(config: dict, overrides=(), *, world_size: int | None = None, path: Path | None = None,
@@ -114,7 +117,7 @@ def recipe_from_keys(config: dict, overrides=(), *, world_size: int | None = Non
 
     source = source or str(path or "recipe")
     world = world_size or world_size_here()
-    given, auto, problems = checked_keys(config, overrides)
+    given, failed, auto, problems = checked_keys(config, overrides)
     sections = {name: {k: v for k, v in given.items() if schema.keys()[k].section == name}
                 for name in ("script", "training", "model")}  # fmt: skip
     script = ScriptArguments(**sections["script"])
@@ -122,8 +125,9 @@ def recipe_from_keys(config: dict, overrides=(), *, world_size: int | None = Non
         **{**schema.defaults("training"), **sections["training"]}, gradient_checkpointing_auto=auto
     )
     model_values = SimpleNamespace(**{**schema.defaults("model"), **sections["model"]})
-    problems += training_problems(training, world) + data_problems(script, training)
-    problems += model_problems(model_values, training, schema.defaults("model")) + reward_problems(script, training)
+    problems += training_problems(training, world) + data_problems(script, training, failed)
+    problems += model_problems(model_values, training, schema.defaults("model"), failed)
+    problems += [] if failed & REWARD_KEYS else reward_problems(script, training)
     if problems:
         raise RecipeError(problems, source)
     model = ModelConfig(**sections["model"])

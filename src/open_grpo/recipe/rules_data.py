@@ -60,8 +60,9 @@ def entry_problems(where: str, entry) -> list[str]:
     return problems
 
 
-def source_problems(script: ScriptArguments) -> list[str]:
-    """The training source: `dataset_name` or a `datasets` mixture, and its counts."""
+def source_problems(script: ScriptArguments, failed=frozenset()) -> list[str]:
+    """The training source: `dataset_name` or a `datasets` mixture, and its counts (`failed`: keys whose value was
+    wrong, already said)."""
     problems = []
     if script.datasets is not None:
         if script.dataset_name:
@@ -70,7 +71,7 @@ def source_problems(script: ScriptArguments) -> list[str]:
             problems.append("'datasets' must be a non-empty list of {name: ..., weight: ...}, got []")
         for i, entry in enumerate(script.datasets):
             problems.extend(entry_problems(f"datasets[{i}]", entry))
-    elif not script.dataset_name:
+    elif not script.dataset_name and not failed & {"dataset_name", "datasets"}:
         problems.append(
             "'dataset_name' is required: a hub id, a local path, or 'reasoning-gym:<task>' (or a 'datasets' mixture)"
         )
@@ -118,5 +119,5 @@ def resume_problems(resume: str) -> list[str]:
     return []
 
 
-def data_problems(script: ScriptArguments, training) -> list[str]:
-    return source_problems(script) + eval_problems(script, training) + resume_problems(script.resume)
+def data_problems(script: ScriptArguments, training, failed=frozenset()) -> list[str]:
+    return source_problems(script, failed) + eval_problems(script, training) + resume_problems(script.resume)

@@ -17,9 +17,9 @@ PEFT_KEYS = (
 )  # fmt: skip
 
 
-def model_id_problems(model, training) -> list[str]:
+def model_id_problems(model, training, failed=frozenset()) -> list[str]:
     problems = []
-    if not model.model_name_or_path:
+    if not model.model_name_or_path and "model_name_or_path" not in failed:
         problems.append("'model_name_or_path' is required")
     elif random_model_problem(model.model_name_or_path):
         problems.append(random_model_problem(model.model_name_or_path))
@@ -81,9 +81,7 @@ def reward_problems(script, training) -> list[str]:
     return []
 
 
-def model_problems(model, training, model_defaults: dict) -> list[str]:
-    return (
-        model_id_problems(model, training)
-        + lora_problems(model, training, model_defaults)
-        + lora_target_problems(model)
-    )
+def model_problems(model, training, model_defaults: dict, failed=frozenset()) -> list[str]:
+    """`failed`: keys whose value was wrong (already said)."""
+    problems = model_id_problems(model, training, failed) + lora_problems(model, training, model_defaults)
+    return problems + lora_target_problems(model)

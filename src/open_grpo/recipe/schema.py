@@ -47,6 +47,7 @@ class Key:
     choices: tuple | None = None
     split: bool = False  # a string value is a space-separated list of choices (transformers' debug, fsdp)
     pattern: str | None = None  # a regular expression of values accepted beside the choices
+    example: str | None = None  # a value of the right shape, for the message of a wrong one
 
     @property
     def alternatives(self) -> list[str]:
@@ -98,7 +99,9 @@ def _own_keys(cls, section: str) -> dict[str, Key]:
         kind, enum_choices, split = describe_type(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         choices = tuple(f.metadata["choices"]) if "choices" in f.metadata else enum_choices
-        out[f.name] = Key(f.name, section, cls.__name__, kind, default, choices, split)
+        out[f.name] = Key(
+            f.name, section, cls.__name__, kind, default, choices, split, example=f.metadata.get("example")
+        )
     return out
 
 

@@ -82,13 +82,14 @@ def _type_name(key: Key) -> str:
     return " or ".join(names.get(a, a.replace("list[", "a list of ").rstrip("]")) for a in key.alternatives)
 
 
-def type_problem(key: Key, value: Any) -> str | None:
+def type_problem(key: Key, value: Any, from_cli: bool = False) -> str | None:
     if any(_fits(value, a) for a in key.alternatives):
         return None
     hint = ""
-    if isinstance(value, str) and any(a in CONTAINERS for a in key.alternatives):
+    if from_cli and isinstance(value, str) and any(a in CONTAINERS for a in key.alternatives):
         hint = " (on the command line as YAML or JSON, e.g. '[a, b]' or '{k: v}')"
-    return f"{key.name!r} must be {_type_name(key)} ({key.owner}), got {value!r}{hint}"
+    example = f", e.g. {key.example}" if key.example else ""
+    return f"{key.name!r} must be {_type_name(key)}{example} ({key.owner}), got {value!r}{hint}"
 
 
 def choice_problem(key: Key, value: Any) -> str | None:
@@ -118,7 +119,7 @@ def choice_problem(key: Key, value: Any) -> str | None:
 def checked(key: Key, value: Any, from_cli: bool) -> tuple[Any, str | None]:
     """(the value as the key holds it, the problem with it or None)."""
     value = from_command_line(key, value) if from_cli and isinstance(value, str) else normalized(key, value)
-    problem = type_problem(key, value) or choice_problem(key, value)
+    problem = type_problem(key, value, from_cli) or choice_problem(key, value)
     return value, problem
 
 
