@@ -268,3 +268,10 @@ def test_overrides_are_checked_in_the_same_pass(capsys):
 )  # fmt: skip
 def test_values_the_libraries_take_are_taken(recipe, changes):
     load_recipe(recipe(changes), world_size=WORLD)
+
+
+def test_an_unquoted_yaml_no_for_a_string_key_says_quote_it(recipe):
+    path = recipe({})
+    path.write_text(path.read_text().replace("save_strategy: 'no'", "save_strategy: no"))
+    with pytest.raises(RecipeError, match="'save_strategy' must be str .* got False .*quote it"):
+        load_recipe(path)
