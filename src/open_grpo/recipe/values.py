@@ -89,7 +89,7 @@ def type_problem(key: Key, value: Any, from_cli: bool = False) -> str | None:
     if from_cli and isinstance(value, str) and any(a in CONTAINERS for a in key.alternatives):
         hint = " (on the command line as YAML or JSON, e.g. '[a, b]' or '{k: v}')"
     elif isinstance(value, bool) and "str" in key.alternatives:
-        hint = " (YAML reads an unquoted no, yes, on, off as a boolean: quote it, e.g. \"no\")"
+        hint = ' (YAML reads an unquoted no, yes, on, off as a boolean: quote it, e.g. "no")'
     example = f", e.g. {key.example}" if key.example else ""
     return f"{key.name!r} must be {_type_name(key)}{example} ({key.owner}), got {value!r}{hint}"
 
