@@ -17,7 +17,7 @@ def test_recipes_found():
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
 def test_recipe_parses_and_validates(path):
-    recipe = load_recipe(path)
+    recipe = load_recipe(path, world_size=8)  # the batch arithmetic for the 8 GPUs planned below
     assert recipe.script.dataset_name and recipe.model.model_name_or_path
     facts = model_facts(recipe.model.model_name_or_path)
     result = plan(
