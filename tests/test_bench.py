@@ -11,7 +11,7 @@ import pytest
 from open_grpo.bench.driver import floor_seconds, run_logged, run_order
 from open_grpo.bench.report import plot, recorded_command, table
 from open_grpo.bench.stats import interleaved, ratio_interval, summarize
-from open_grpo.bench.variants import REFERENCE_RECIPE, ROWS, recipe_overrides
+from open_grpo.bench.variants import REFERENCE_RECIPE, ROWS
 from open_grpo.bench.worker import main as bench_row
 from open_grpo.models import resolve_model
 from open_grpo.preflight import model_facts
@@ -33,8 +33,13 @@ def test_rows_keep_the_algorithm():
     assert REFERENCE_RECIPE == "qwen-math-1.5b"
 
 
-def test_recipe_overrides():
-    assert recipe_overrides({"a": True, "b": 3, "c": {"x": "Y"}}) == ["--a", "true", "--b", "3", "--c", '{"x": "Y"}']
+def test_recipe_overrides_round_trip():
+    from open_grpo.recipe.overrides import parse_overrides, to_words
+
+    keys = {"a": True, "b": 3, "c": {"x": "Y"}, "d": None}
+    words = to_words(keys)
+    assert words == ["--a", "true", "--b", "3", "--c", '{"x": "Y"}', "--d", "null"]
+    assert parse_overrides(words, keys) == ({"a": "true", "b": "3", "c": '{"x": "Y"}', "d": "null"}, [])
 
 
 def test_runs_are_interleaved():

@@ -14,8 +14,8 @@ import pytest
 
 from open_grpo import checkpoints, preemption, resume
 from open_grpo.checkpoints import MARKER, mark_complete, read_marker, rotate, save_marked
-from open_grpo.config import RecipeError, load_recipe
 from open_grpo.metrics import MetricsFile, format_summary, plot_rewards, read_metrics, summary
+from open_grpo.recipe import RecipeError, load_recipe
 
 from .conftest import ROOT
 
@@ -149,8 +149,8 @@ def test_recipe_hash_leaves_out_length_cadence_and_layout(write_recipe):
     cfg = _cfg(write_recipe)
     same = resume.recipe_hash(cfg)
     for override in (["--max_steps", "500"], ["--logging_steps", "5", "--save_steps", "10"], ["--resume", "never"]):
-        assert resume.recipe_hash(load_recipe(cfg.path, override), override) == same
-    assert resume.recipe_hash(load_recipe(cfg.path, ["--learning_rate", "0.5"]), ["--learning_rate", "0.5"]) != same
+        assert resume.recipe_hash(load_recipe(cfg.path, override)) == same
+    assert resume.recipe_hash(load_recipe(cfg.path, ["--learning_rate", "0.5"])) != same
 
 
 def test_auto_takes_newest_checkpoint_whose_files_match(write_recipe, tmp_path, caplog):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from open_grpo.config import RecipeError, load_recipe
+from open_grpo.recipe import RecipeError, load_recipe
 
 
 def test_unknown_recipe_lists_available():
@@ -32,7 +32,7 @@ def test_yaml_scientific_notation_string_is_fine(write_recipe):
 
 
 def test_num_generations_must_divide_generation_batch(write_recipe):
-    with pytest.raises(RecipeError, match="divisible by num_generations"):
+    with pytest.raises(RecipeError, match="divisible by 'num_generations' 3"):
         load_recipe(write_recipe({"num_generations": 3, "per_device_train_batch_size": 8}))
 
 
@@ -66,4 +66,4 @@ def test_seed_reward_funcs_form(write_recipe):
 def test_allreduce_fusion_choice_is_checked(write_recipe):
     with pytest.raises(RecipeError, match="'vllm_allreduce_fusion' must be one of auto, off, trtllm, vllm"):
         load_recipe(write_recipe({"vllm_allreduce_fusion": "fast"}))
-    assert load_recipe(write_recipe({"vllm_allreduce_fusion": "trtllm"})).script.vllm_allreduce_fusion == "trtllm"
+    assert load_recipe(write_recipe({"vllm_allreduce_fusion": "trtllm"})).training.vllm_allreduce_fusion == "trtllm"

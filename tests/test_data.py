@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from open_grpo.config import RecipeError, ScriptArguments
 from open_grpo.data import filter_long_prompts, load_prompts, load_raw_dataset, to_prompts
+from open_grpo.recipe import RecipeError
+from open_grpo.recipe_keys import ScriptArguments
 from open_grpo.tiny import qwen_tokenizer
 
 ROWS = [{"question": f"What is {i} + 1?", "answer": str(i + 1)} for i in range(6)]

@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from open_grpo.config import RecipeError, ScriptArguments, load_recipe
 from open_grpo.data import load_raw_dataset, to_prompts
 from open_grpo.models import resolve_model
+from open_grpo.recipe import RecipeError, load_recipe
+from open_grpo.recipe_keys import ScriptArguments
 from open_grpo.rewards import registry
 from open_grpo.rewards.limits import DEFAULT_TIME_LIMIT_S, drop_nonfinite_sums
 from open_grpo.rewards.registry import RewardSpecError, ScoredReward, build_rewards, parse_reward_specs
@@ -443,7 +444,7 @@ def test_rewards_given_as_a_string(write_recipe):
     with pytest.raises(RecipeError) as e:
         load_recipe(write_recipe({"rewards": "accuracy"}))
     message = str(e.value)
-    assert message.count("'rewards' must be a list of mappings, e.g. [{name: accuracy}]") == 1
+    assert message.count("'rewards' must be a list or null, e.g. [{name: accuracy}]") == 1
     assert "must be JSON" not in message and len(message.splitlines()) == 1
 
 
@@ -452,12 +453,12 @@ def test_rewards_given_as_a_string(write_recipe):
     [
         (
             ["--per_device_train_batch_size", "abc"],
-            "--per_device_train_batch_size/--per-device-train-batch-size: invalid int value: 'abc'",
+            "'per_device_train_batch_size' must be int (TrainingArguments), got 'abc'",
         ),
         (["--foo", "1"], "unknown command-line override '--foo'"),
         (["--learning_rat", "0.1"], "unknown command-line override '--learning_rat'. Did you mean '--learning_rate'?"),
-        (["--use_vllm", "maybe"], "--use_vllm/--use-vllm: Truthy value expected: got maybe"),
-        (["5"], "command-line value(s) ['5'] before any --<key>"),
+        (["--use_vllm", "maybe"], "'use_vllm' must be bool (GRPOConfig), got 'maybe'"),
+        (["5"], "command-line value(s) ['5'] without a --<key> before them"),
     ],
 )
 def test_bad_override_is_one_line_and_exit_2(write_recipe, capsys, override, expected):

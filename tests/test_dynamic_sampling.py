@@ -7,8 +7,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from open_grpo.config import RecipeError, load_recipe
-from open_grpo.dynamic_sampling import check_config, concat_rows, zero_variance
+from open_grpo.dynamic_sampling import concat_rows, zero_variance
+from open_grpo.recipe import RecipeError, load_recipe
+from open_grpo.recipe.rules_training import dynamic_sampling_problems
 from open_grpo.rewards import registry
 from open_grpo.rewards.demo import lowercase_letters
 from open_grpo.train import main
@@ -59,7 +60,7 @@ def test_recipe_checks(write_recipe):
             write_recipe({"dynamic_sampling": True, "scale_rewards": "batch", "dynamic_sampling_max_rounds": 0})
         )
     msg = str(e.value)
-    assert "'dynamic_sampling_max_rounds' must be an integer >= 1" in msg
+    assert "'dynamic_sampling_max_rounds' must be at least 1" in msg
     assert "scale_rewards: group' or 'none'" in msg and "'batch'" in msg
     with pytest.raises(RecipeError, match="'dynamic_sampling' must be bool"):
         load_recipe(write_recipe({"dynamic_sampling": "yes"}))
@@ -67,15 +68,15 @@ def test_recipe_checks(write_recipe):
 
 def test_groups_must_not_straddle_ranks():
     # 2 ranks x 4 completions: TRL accepts 8 completions of 8 per prompt, but the group would span both ranks.
-    script = SimpleNamespace(dynamic_sampling=True, dynamic_sampling_max_rounds=3)
-    training = SimpleNamespace(per_device_train_batch_size=4, steps_per_generation=1, num_generations=8,
+    training = SimpleNamespace(dynamic_sampling=True, per_device_train_batch_size=4, steps_per_generation=1,
+                               generation_batch_size=None, gradient_accumulation_steps=1, num_generations=8,
                                scale_rewards="group", multi_objective_aggregation="sum_then_normalize")  # fmt: skip
-    (problem,) = check_config(script, training)
+    (problem,) = dynamic_sampling_problems(training, world=2)
     assert (
         "(per_device_train_batch_size x steps_per_generation = 4) to be a multiple of 'num_generations' (8)" in problem
     )
     training.per_device_train_batch_size = 16
-    assert check_config(script, training) == []
+    assert dynamic_sampling_problems(training, world=2) == []
 
 
 def test_a_step_where_every_group_is_flat_says_so_once(monkeypatch, caplog):

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from open_grpo.config import RecipeError, load_recipe
 from open_grpo.evaluation import load_eval_prompts, pass_at_k, pass_at_k_metrics
+from open_grpo.recipe import RecipeError, load_recipe
 from open_grpo.rewards import registry
 from open_grpo.train import main
 
@@ -73,7 +73,10 @@ def test_eval_keys_checked(write_recipe):
         ({**EVAL, "eval_strategy": "no"}, "evaluation never runs"),
         ({**EVAL, "eval_dataset_size": None}, "needs 'eval_dataset_size'"),
         ({**EVAL, "eval_dataset_size": "four"}, "'eval_dataset_size' must be"),
-        ({**EVAL, "eval_strategy": "no", "eval_on_start": True, "num_generations_eval": 3}, "multiple of 3"),
+        (
+            {**EVAL, "eval_strategy": "no", "eval_on_start": True, "num_generations_eval": 3},
+            "divisible by 'num_generations_eval' 3",
+        ),
     ]
     for changes, message in cases:
         with pytest.raises(RecipeError, match=message):

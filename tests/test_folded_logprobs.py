@@ -4,10 +4,11 @@ as TRL 1.16's own path (CPU, tiny model, the vLLM engine double)."""
 import pytest
 import torch
 from transformers import AutoTokenizer
-from trl import GRPOConfig
 
 from open_grpo.engine.folded_logprobs import fold_applies, is_ratio
+from open_grpo.grpo_config import OpenGRPOConfig
 from open_grpo.models import resolve_model
+from open_grpo.recipe.options import trl_behaviour
 from open_grpo.rewards.demo import lowercase_letters
 from open_grpo.trainer import OpenGRPOTrainer
 
@@ -20,7 +21,8 @@ def make_trainer(tmp_path, fold: bool, options: dict | None = None, **config):
     model = resolve_model("random:tiny")
     tokenizer = AutoTokenizer.from_pretrained(model)
     prompts = [{"prompt": [{"role": "user", "content": f"Count to {i}."}]} for i in range(8)]
-    args = GRPOConfig(
+    options = {**trl_behaviour(), "fold_old_logprobs": fold, **(options or {})}  # TRL's behaviour but for these
+    args = OpenGRPOConfig(
         output_dir=str(tmp_path / ("fold" if fold else "trl")),
         per_device_train_batch_size=4,
         num_generations=4,
@@ -33,6 +35,7 @@ def make_trainer(tmp_path, fold: bool, options: dict | None = None, **config):
         max_steps=1,
         seed=0,
         model_init_kwargs={"dtype": "float32"},
+        **options,
         **config,
     )
     return OpenGRPOTrainer(
@@ -41,8 +44,6 @@ def make_trainer(tmp_path, fold: bool, options: dict | None = None, **config):
         args=args,
         train_dataset=Dataset.from_list(prompts),
         processing_class=tokenizer,
-        fold_old_logprobs=fold,
-        **(options or {}),
     )
 
 

@@ -141,14 +141,13 @@ def test_gradient_checkpointing_auto_on_the_card_plans_the_adapter(write_recipe)
     """On the real card, `auto` for a LoRA run decides from the adapter's plan (the model is not loaded)."""
     from open_grpo import preflight
     from open_grpo.activation_checkpointing import decide
-    from open_grpo.config import load_recipe
     from open_grpo.lora import peft_config
+    from open_grpo.recipe import load_recipe
 
     recipe = load_recipe(write_recipe({"model_name_or_path": "random:1.5b", "dtype": "bfloat16", "use_cpu": False,
                                        "bf16": True, "use_peft": True, "lora_r": 8, "gradient_checkpointing": "auto"}))  # fmt: skip
     recipe.training.model_init_kwargs = {"dtype": "bfloat16"}  # as open_grpo.train sets it before the trainer
-    plan = preflight.runtime_plan(recipe.training, recipe.script.max_prompt_tokens, "random:1.5b",
-                                  peft_config=peft_config(recipe.model))  # fmt: skip
+    plan = preflight.runtime_plan(recipe.training, "random:1.5b", peft_config=peft_config(recipe.model))
     assert plan is not None and "LoRA r=8" in plan.render() and "base in bf16" in plan.render()
-    why = decide(recipe.training, recipe.script.max_prompt_tokens, "random:1.5b", peft_config(recipe.model), None)
+    why = decide(recipe.training, "random:1.5b", peft_config(recipe.model), None)
     assert "no memory plan here" not in why  # decided from the card's plan

@@ -8,10 +8,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from open_grpo.config import RecipeError, load_recipe
 from open_grpo.lora import adapter_plan, lora_trainable_params, peft_config
 from open_grpo.models import resolve_model
 from open_grpo.preflight import ZERO_STAGE, model_facts, plan
+from open_grpo.recipe import RecipeError, load_recipe
 from open_grpo.train import main
 
 from . import fake_vllm
@@ -40,16 +40,17 @@ def test_lora_keys_checked(write_recipe):
     assert "'lora_r' must be a positive rank" in str(e.value) and "'lora_dropout' must be in [0, 1)" in str(e.value)
 
 
-def test_qlora_refused_on_cpu_with_the_fix(write_recipe):
+def test_qlora_refused_on_cpu_with_the_fix(write_recipe, tmp_path):
     with pytest.raises(RecipeError, match="'load_in_4bit: true'.*needs a CUDA GPU.*remove 'load_in_4bit'"):
-        load_recipe(write_recipe({**LORA, "load_in_4bit": True}))
-    # planning a QLoRA recipe for a GPU cluster works on any machine
-    assert load_recipe(write_recipe({**LORA, "load_in_4bit": True}), for_planning=True).model.load_in_4bit
+        main(str(write_recipe({**LORA, "load_in_4bit": True})))
+    assert not (tmp_path / "out").exists()  # refused before the run touched its output_dir
+    # checking a QLoRA recipe for a GPU cluster works on any machine
+    assert load_recipe(write_recipe({**LORA, "load_in_4bit": True})).model.load_in_4bit
 
 
 def test_8bit_base_refused_with_vllm(write_recipe):
     with pytest.raises(RecipeError, match="vLLM cannot load a base model in 8-bit"):
-        load_recipe(write_recipe({**LORA, "load_in_8bit": True, "use_vllm": True}), for_planning=True)
+        load_recipe(write_recipe({**LORA, "load_in_8bit": True, "use_vllm": True}))
 
 
 @pytest.mark.parametrize("targets", ["all-linear", ["q_proj"], ["q_proj", "down_proj"], None, r".*\.1\..*_proj"])
@@ -69,20 +70,20 @@ def test_target_modules_and_trainable_count_as_peft(write_recipe, targets):
 
 
 def test_memory_plan_counts_the_adapter_only():
-    recipe = load_recipe("qwen-math-7b-lora", for_planning=True)
+    recipe = load_recipe("qwen-math-7b-lora")
     facts = model_facts(recipe.model.model_name_or_path)
     adapter = adapter_plan(facts, recipe.model)
     assert 0.015 < adapter.trainable_params / facts.num_params < 0.03  # r=64 on every linear layer of 7B: ~2%
     kw = dict(gpus_per_node=1, nodes=1, gpu_mem_gib=80, zero_stage=ZERO_STAGE["zero2"])
-    lora = plan(recipe.training, recipe.script.max_prompt_tokens, facts, adapter=adapter, **kw)
-    full = plan(recipe.training, recipe.script.max_prompt_tokens, facts, **kw)
+    lora = plan(recipe.training, recipe.training.max_prompt_tokens, facts, adapter=adapter, **kw)
+    full = plan(recipe.training, recipe.training.max_prompt_tokens, facts, **kw)
     assert not lora.errors, lora.render()  # 7B LoRA + a colocated engine fit one 80 GiB card
     assert any("the plan needs" in e for e in full.errors)  # full fine-tuning of 7B there does not
     assert "trainable params" in lora.render()
     assert round(lora.data["memory_gib"]["gradients"], 2) == 0.30  # 161.5 M bf16 adapter parameters
     recipe.model.load_in_4bit = True
     qlora = plan(
-        recipe.training, recipe.script.max_prompt_tokens, facts, adapter=adapter_plan(facts, recipe.model), **kw
+        recipe.training, recipe.training.max_prompt_tokens, facts, adapter=adapter_plan(facts, recipe.model), **kw
     )
     assert "base in 4-bit" in qlora.render() and 5 < qlora.data["memory_gib"]["policy_weights"] < 6
 
@@ -91,7 +92,7 @@ def test_lora_plan_names_the_base_dtype(capsys):
     """A float32 base is planned (and named) as float32; under DeepSpeed, which casts it to bf16, as bf16."""
     from open_grpo.cli import main as cli
 
-    recipe = load_recipe("qwen-math-7b-lora", ["--dtype", "float32"], for_planning=True)
+    recipe = load_recipe("qwen-math-7b-lora", ["--dtype", "float32"])
     facts = model_facts(recipe.model.model_name_or_path)
     fp32, bf16 = adapter_plan(facts, recipe.model), adapter_plan(facts, recipe.model, zero_stage=3)
     assert "base in fp32" in fp32.label and "base in bf16" in bf16.label

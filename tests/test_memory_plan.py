@@ -23,9 +23,9 @@ def _measured_rows():
 
 
 def _training(**changes):
-    from trl import GRPOConfig
+    from open_grpo.grpo_config import OpenGRPOConfig
 
-    return GRPOConfig(output_dir="/tmp/plan", bf16=False, report_to="none", use_vllm=True, vllm_mode="colocate",
+    return OpenGRPOConfig(output_dir="/tmp/plan", bf16=False, report_to="none", use_vllm=True, vllm_mode="colocate",
                       num_generations=8, **changes)  # fmt: skip
 
 
@@ -75,25 +75,27 @@ def _fake_gpu(monkeypatch, gib):
 
 def test_trainer_preflight_honours_memory_check(monkeypatch, caplog):
     """At start-up the trainer plans for the real card: over it, `memory_check: error` stops, `warn` warns."""
-    from open_grpo.config import RecipeError
     from open_grpo.preflight import check_at_start
+    from open_grpo.recipe import RecipeError
 
-    training = _training(per_device_train_batch_size=16, max_completion_length=1024)
+    training = _training(per_device_train_batch_size=16, max_completion_length=1024, max_prompt_tokens=512)
     _fake_gpu(monkeypatch, 24)  # a 24 GiB card: the 1.5B bench shape does not fit
     with pytest.raises(RecipeError, match="the plan needs .* of the 24 GiB card"):
-        check_at_start(training, 512, "random:1.5b", "error")
+        check_at_start(training, "random:1.5b")
     caplog.set_level("INFO")
-    check_at_start(training, 512, "random:1.5b", "warn")
+    training.memory_check = "warn"
+    check_at_start(training, "random:1.5b")
     assert "WARNING: the plan needs" in caplog.text
 
 
 def test_trainer_preflight_refuses_trtllm_across_nodes(monkeypatch):
-    from open_grpo.config import RecipeError
     from open_grpo.preflight import check_at_start
+    from open_grpo.recipe import RecipeError
 
-    training = _training(per_device_train_batch_size=8, max_completion_length=64, vllm_tensor_parallel_size=2)
+    training = _training(per_device_train_batch_size=8, max_completion_length=64, vllm_tensor_parallel_size=2,
+                         max_prompt_tokens=64, vllm_allreduce_fusion="trtllm")  # fmt: skip
     _fake_gpu(monkeypatch, 141)
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     with pytest.raises(RecipeError, match="trtllm is FlashInfer's single-node backend"):
-        check_at_start(training, 64, "random:1.5b", "error", "trtllm")
+        check_at_start(training, "random:1.5b")

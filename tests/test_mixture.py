@@ -6,8 +6,9 @@ from collections import Counter
 
 import pytest
 
-from open_grpo.config import RecipeError, ScriptArguments, load_recipe
 from open_grpo.mixture import load_mixture
+from open_grpo.recipe import RecipeError, load_recipe
+from open_grpo.recipe_keys import ScriptArguments
 
 
 def _jsonl(path, rows):
@@ -31,7 +32,7 @@ def _source_of(row):
 
 
 def test_three_sources_mixed_two_one_one(tmp_path):
-    script = ScriptArguments(datasets=_sources(tmp_path), system_prompt="Be brief.", max_prompt_tokens=None)
+    script = ScriptArguments(datasets=_sources(tmp_path), system_prompt="Be brief.")
     mixed = load_mixture(script, None, seed=3)
 
     assert mixed.column_names == ["prompt", "solution"]  # columns unified whatever each source called them

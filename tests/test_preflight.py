@@ -5,13 +5,13 @@ import json
 import pytest
 
 from open_grpo.cli import main as cli
-from open_grpo.config import load_recipe
 from open_grpo.preflight import model_facts, plan
+from open_grpo.recipe import load_recipe
 
 
 @pytest.fixture(scope="module")
 def seed():
-    return load_recipe("qwen-math-1.5b", for_planning=True)
+    return load_recipe("qwen-math-1.5b")
 
 
 def _plan(recipe, gpus=8, nodes=1, mem=80, zero=3, **changes):
@@ -20,7 +20,7 @@ def _plan(recipe, gpus=8, nodes=1, mem=80, zero=3, **changes):
     for k, v in changes.items():
         setattr(t, k, v)
     try:
-        return plan(t, recipe.script.max_prompt_tokens, model_facts(recipe.model.model_name_or_path),
+        return plan(t, recipe.training.max_prompt_tokens, model_facts(recipe.model.model_name_or_path),
                     gpus_per_node=gpus, nodes=nodes, gpu_mem_gib=mem, zero_stage=zero)  # fmt: skip
     finally:
         for k, v in saved.items():
@@ -153,25 +153,25 @@ def test_one_table_of_shapes():
         assert "151936" not in source and "152064" not in source and "hidden_size=" not in source
 
 
-# --------------------------------------------------------------- batch arithmetic at the target world (#14 row 2)
+# ------------------------------------------- batch arithmetic at the target world (#14 row 2): recipe errors, exit 2
 
 
 def test_batch_judged_for_the_target_world_size(capsys):
     code, out, err = _check(capsys, "qwen-math-1.5b", "--gpus-per-node", "4", "--per_device_train_batch_size", "2")
     assert code == 0, out + err  # 2 x 4 GPUs = 8 completions: one group of 8
     assert "8 completions = 1 prompts x 8 generations" in out
-    code, out, _ = _check(capsys, "qwen-math-1.5b", "--gpus-per-node", "3", "--per_device_train_batch_size", "2")
-    assert code == 1
-    assert ("per_device_train_batch_size 2 x world size 3 x steps_per_generation 1 = 6 completions does not hold "
-            "whole groups of num_generations 8: use per_device_train_batch_size 8") in out  # fmt: skip
+    code, out, err = _check(capsys, "qwen-math-1.5b", "--gpus-per-node", "3", "--per_device_train_batch_size", "2")
+    assert code == 2 and not out
+    assert ("per_device_train_batch_size 2 x world size 3 x steps_per_generation 1 = 6 completions must be divisible "
+            "by 'num_generations' 8 (whole prompt groups): use per_device_train_batch_size 8") in err  # fmt: skip
 
 
 def test_generation_batch_size_judged_for_the_target_world_size(capsys):
     code, out, _ = _check(capsys, "qwen-math-1.5b", "--generation_batch_size", "256")
     assert code == 0, out  # 16 x 8 GPUs = 128: every 2 steps
     assert "generation batch: 256 completions (every 2 step(s))" in out
-    code, out, _ = _check(capsys, "qwen-math-1.5b", "--generation_batch_size", "200")
-    assert code == 1 and "generation_batch_size 200 is not a multiple of the global batch" in out
+    code, _, err = _check(capsys, "qwen-math-1.5b", "--generation_batch_size", "200")
+    assert code == 2 and "'generation_batch_size' 200 is not a multiple of the global batch" in err
 
 
 # ------------------------------------------------------------------------ values no plan can use (#14 row 13)

@@ -2,9 +2,9 @@
 
 import pytest
 
-from open_grpo.config import RecipeError, available_recipes, load_recipe, resolve_recipe
 from open_grpo.lora import adapter_plan
 from open_grpo.preflight import ZERO_STAGE, model_facts, plan
+from open_grpo.recipe import RecipeError, available_recipes, load_recipe, resolve_recipe
 
 from .conftest import ROOT
 
@@ -17,12 +17,12 @@ def test_recipes_found():
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
 def test_recipe_parses_and_validates(path):
-    recipe = load_recipe(path, for_planning=True)
+    recipe = load_recipe(path, world_size=8)  # the batch arithmetic for the 8 GPUs planned below
     assert recipe.script.dataset_name and recipe.model.model_name_or_path
     facts = model_facts(recipe.model.model_name_or_path)
     result = plan(
         recipe.training,
-        recipe.script.max_prompt_tokens,
+        recipe.training.max_prompt_tokens,
         facts,
         gpus_per_node=8,
         nodes=1,
@@ -34,13 +34,13 @@ def test_recipe_parses_and_validates(path):
 
 
 def test_reference_recipe_matches_pr_3394():
-    r = load_recipe("qwen-math-1.5b", for_planning=True)
+    r = load_recipe("qwen-math-1.5b")
     t = r.training
     assert r.model.model_name_or_path == "Qwen/Qwen2.5-Math-1.5B"
     assert r.script.dataset_name == "DigitalLearningGmbH/MATH-lighteval"
     assert (t.use_vllm, t.vllm_mode, t.vllm_tensor_parallel_size) == (True, "colocate", 1)
     assert t.vllm_gpu_memory_utilization == 0.3 and t.bf16
-    assert (t.max_completion_length, r.script.max_prompt_tokens, t.num_generations) == (1024, 512, 8)
+    assert (t.max_completion_length, r.training.max_prompt_tokens, t.num_generations) == (1024, 512, 8)
     assert t.per_device_train_batch_size == 16 and t.learning_rate == 3e-6 and t.max_steps == 50
     assert [x["name"] for x in r.script.rewards] == ["accuracy", "format"]
     assert "<think>" in r.script.system_prompt and "<answer>" in r.script.system_prompt

@@ -206,7 +206,7 @@ def test_stop_file_stops_like_sigusr1(write_recipe, tmp_path):
 
 
 def test_incomplete_newest_checkpoint_is_skipped(write_recipe, tmp_path, caplog):
-    from open_grpo.config import RecipeError, load_recipe
+    from open_grpo.recipe import RecipeError, load_recipe
     from open_grpo.resume import plan
 
     out = tmp_path / "out"

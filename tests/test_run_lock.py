@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from open_grpo.config import RecipeError
+from open_grpo.errors import RecipeError
 from open_grpo.runs import lock
 
 MAIN = SimpleNamespace(is_main_process=True, num_processes=1, device="cpu")

@@ -110,10 +110,10 @@ def test_results_of_two_calls_merge(tmp_path):
 
 
 def test_sanity_recipes_are_valid_recipes(tmp_path):
-    from open_grpo.config import load_recipe
+    from open_grpo.recipe import load_recipe
 
     names = sanity_check.run_names(["tp1", "tp2", "server"], [0])
     sanity_check.sanity_jobs("random:tiny", tmp_path, names, steps=30, lr=1e-4, timeout_s=100)
     for name in names:
-        cfg = load_recipe(str(tmp_path / f"{name}.yaml"), for_planning=True)
+        cfg = load_recipe(str(tmp_path / f"{name}.yaml"))
         assert cfg.training.max_steps == 30 and cfg.script.save_final_model is False

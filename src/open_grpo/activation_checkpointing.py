@@ -6,9 +6,10 @@ recipe on an H200 (docs/PERFORMANCE.md). `auto` asks the plan, with the real wor
 off when the plan without checkpointing has no problem, on otherwise (and where no plan can be made: no GPU, or a
 model whose shape is unknown).
 
-A recipe says `gradient_checkpointing: auto` (TRL's key is a bool): `take_auto` takes the value out before TRL parses
-the recipe, and the trainer decides with `decide` (for a LoRA/QLoRA run, from the adapter's plan); `open-grpo check`
-says what it would choose on the planned cards (`choice`).
+A recipe says `gradient_checkpointing: auto` (TRL's key is a bool): the recipe layer reads it as
+`gradient_checkpointing: true` with `gradient_checkpointing_auto` set (recipe/parsing.py), and the trainer decides with
+`decide` (for a LoRA/QLoRA run, from the adapter's plan); `open-grpo check` says what it would choose on the planned
+cards (`choice`).
 """
 
 from __future__ import annotations
@@ -18,38 +19,6 @@ import logging
 from . import preflight
 
 logger = logging.getLogger(__name__)
-
-AUTO = "auto"
-KEY = "gradient_checkpointing"
-
-
-def take_auto(config: dict, overrides: list[str]) -> tuple[dict, list[str], bool]:
-    """(recipe mapping, overrides, whether checkpointing is `auto`) with `auto` replaced by `true` for TRL's parser.
-
-    The last value wins, as in TRL's parser: `--gradient_checkpointing false` beats the recipe's `auto`."""
-    flag = f"--{KEY}"
-    auto = str(config.get(KEY, "")).lower() == AUTO
-    kept, i = [], 0
-    while i < len(overrides):
-        word = overrides[i]
-        if word == flag:  # `--gradient_checkpointing [value]`
-            has_value = i + 1 < len(overrides) and not overrides[i + 1].startswith("--")
-            value, step = (overrides[i + 1], 2) if has_value else ("true", 1)
-        elif word.startswith(flag + "="):
-            value, step = word.split("=", 1)[1], 1
-        else:
-            kept.append(word)
-            i += 1
-            continue
-        auto = value.lower() == AUTO
-        if not auto:
-            kept.extend(overrides[i : i + step])
-        i += step
-    if str(config.get(KEY, "")).lower() == AUTO:
-        config = {**config, KEY: True}  # TRL's key is a bool; the parser is given the value below
-    if auto:
-        kept.extend([flag, "true"])
-    return config, kept, auto
 
 
 def choice(plan) -> tuple[bool, str]:
@@ -61,13 +30,12 @@ def choice(plan) -> tuple[bool, str]:
     return False, "off: the memory plan fits the card without it"
 
 
-def decide(training, max_prompt_tokens: int | None, model_path, peft_config=None, quantization_config=None) -> str:
+def decide(training, model_path, peft_config=None, quantization_config=None) -> str:
     """Set `training.gradient_checkpointing` from the memory plan on this cluster (of the LoRA/QLoRA run where
     `peft_config`/`quantization_config` say so); returns why, for the log."""
     training.gradient_checkpointing = False
     plan = None
     if isinstance(model_path, str):
-        plan = preflight.runtime_plan(training, max_prompt_tokens, model_path, peft_config=peft_config,
-                                      quantization_config=quantization_config)  # fmt: skip
+        plan = preflight.runtime_plan(training, model_path, peft_config, quantization_config)
     training.gradient_checkpointing, why = choice(plan)
     return f"gradient_checkpointing auto -> {why}"

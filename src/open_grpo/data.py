@@ -201,5 +201,5 @@ def load_together(*loaders):
     return results
 
 
-def load_prompts(script: ScriptArguments, tokenizer, seed: int = 42):
-    return filter_long_prompts(to_prompts(load_raw_dataset(script, seed), script), tokenizer, script.max_prompt_tokens)
+def load_prompts(script: ScriptArguments, tokenizer, seed: int = 42, max_prompt_tokens: int | None = None):
+    return filter_long_prompts(to_prompts(load_raw_dataset(script, seed), script), tokenizer, max_prompt_tokens)

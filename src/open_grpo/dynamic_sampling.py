@@ -13,7 +13,7 @@ zero-variance padding). A step where no group disagreed (it trains on padding on
 
 Every group must live on one rank (`per_device_train_batch_size * steps_per_generation` a multiple of
 `num_generations`) and advantages must be normalised per group (`scale_rewards: group | none`, the default
-`multi_objective_aggregation`): then a kept group's advantages do not depend on the rest of its batch, and groups from
+`multi_objective_aggregation`; recipe/rules_training.py checks both): then a kept group's advantages do not depend on the rest of its batch, and groups from
 different rounds can be trained together. TRL's own metrics (reward, lengths) average every generated completion,
 dropped ones included.
 """
@@ -41,36 +41,6 @@ SEQUENCE_KEYS = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask
                  "sampling_per_token_logps", "ref_per_token_logps", "importance_sampling_ratio", "tool_mask")  # fmt: skip
 
 
-def check_config(script, training) -> list[str]:
-    """Recipe problems of the dynamic-sampling keys (every one, one line each)."""
-    problems = []
-    rounds = script.dynamic_sampling_max_rounds
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        problems.append(
-            f"'dynamic_sampling_max_rounds' must be an integer >= 1 (refill rounds per step), got {rounds!r}"
-        )
-    if not script.dynamic_sampling:
-        return problems
-    local = training.per_device_train_batch_size * training.steps_per_generation
-    if local % training.num_generations:
-        problems.append(
-            f"'dynamic_sampling' needs each rank's generation batch (per_device_train_batch_size x steps_per_generation "
-            f"= {local}) to be a multiple of 'num_generations' ({training.num_generations}) so that every prompt's "
-            "group is scored on one rank: change 'per_device_train_batch_size'"
-        )
-    if training.scale_rewards not in ("group", "none"):
-        problems.append(
-            f"'dynamic_sampling' needs advantages normalised per group ('scale_rewards: group' or 'none'), got "
-            f"{training.scale_rewards!r}: with 'batch' a kept group's advantages depend on the groups dropped with it"
-        )
-    if training.multi_objective_aggregation != "sum_then_normalize":
-        problems.append(
-            "'dynamic_sampling' needs 'multi_objective_aggregation: sum_then_normalize' (it normalises per group), "
-            f"got {training.multi_objective_aggregation!r}"
-        )
-    return problems
-
-
 def zero_variance(rewards: list[float | None], num_generations: int) -> list[bool]:
     """Per group of `num_generations` consecutive rewards: True when fewer than two completions could be scored or all
     scored ones got the same reward (their advantages are all 0)."""
@@ -93,7 +63,7 @@ def concat_rows(batches: list[tuple[dict, torch.Tensor]], pad_token_id: int) -> 
     """Chosen rows of several scored batches (TRL's output dict, row indices), in order, as one batch: sequences
     re-padded to the longest (prompt side on the left, completion side on the right, as TRL pads them).
     `num_items_in_batch` is left to the caller."""
-    from trl.trainer.utils import pad  # TRL is heavy; config.py imports this module for check_config
+    from trl.trainer.utils import pad
 
     first = batches[0][0]
     out = {}

@@ -23,51 +23,15 @@ from collections.abc import Sequence
 
 from .data import filter_long_prompts, load_raw_dataset, to_prompts
 from .errors import RecipeError
-from .recipe_keys import GENERATOR_PREFIX, ScriptArguments
+from .recipe_keys import ScriptArguments
 
 PREFIX = "eval/"
 TRAINER_PREFIX = "eval_"  # how transformers' Trainer names eval metrics (its W&B callback turns it into 'eval/')
 EVAL_COLUMN_KEYS = ("eval_prompt_column", "eval_solution_column")  # named in messages about the eval set's columns
 EVAL_SEED_OFFSET = 1  # a 'reasoning-gym:' eval set is drawn with seed + 1: other tasks than the training ones
-EVAL_KEYS = ("eval_dataset_config", "eval_dataset_split", "eval_dataset_size", "eval_prompt_column",
-             "eval_solution_column")  # fmt: skip
 
 
-def recipe_problems(script: ScriptArguments, training) -> list[str]:
-    """Recipe mistakes around evaluation, one line each."""
-    problems = []
-    runs = training.eval_strategy != "no" or training.eval_on_start
-    if not script.eval_dataset_name:
-        if runs:
-            problems.append(
-                "evaluation is on ('eval_strategy' is not 'no', or 'eval_on_start: true') but 'eval_dataset_name' is "
-                "not set: name the eval prompts (hub id, local file or folder, 'reasoning-gym:<task>')"
-            )
-        defaults = {k: ScriptArguments.__dataclass_fields__[k].default for k in EVAL_KEYS}
-        for key in EVAL_KEYS:
-            if getattr(script, key) != defaults[key]:
-                problems.append(f"'{key}' is set but 'eval_dataset_name' is not: set it too, or remove '{key}'")
-        return problems
-    if not runs:
-        problems.append(
-            "'eval_dataset_name' is set but evaluation never runs ('eval_strategy: no', 'eval_on_start: false'): set "
-            "'eval_strategy: steps' with 'eval_steps: N' and/or 'eval_on_start: true', or remove 'eval_dataset_name'"
-        )
-    if script.eval_dataset_size is not None and script.eval_dataset_size < 1:
-        problems.append(f"'eval_dataset_size' must be positive, got {script.eval_dataset_size}")
-    if script.eval_dataset_name.startswith(GENERATOR_PREFIX) and script.eval_dataset_size is None:
-        problems.append("a 'reasoning-gym:' eval set needs 'eval_dataset_size' (how many tasks to draw)")
-    k = training.num_generations_eval or training.num_generations
-    if training.eval_strategy == "no" and (training.per_device_eval_batch_size * training.world_size) % k:
-        # TRL checks this itself when eval_strategy is set; eval_on_start alone skips its check
-        problems.append(
-            f"the eval batch ({training.per_device_eval_batch_size} x {training.world_size} processes) must hold whole "
-            f"groups of num_generations_eval={k}: set 'per_device_eval_batch_size' to a multiple of {k}"
-        )
-    return problems
-
-
-def load_eval_prompts(script: ScriptArguments, tokenizer, seed: int):
+def load_eval_prompts(script: ScriptArguments, tokenizer, seed: int, max_prompt_tokens: int | None = None):
     """The eval prompts as chat prompts, through data.py's loader (None without `eval_dataset_name`)."""
     if not script.eval_dataset_name:
         return None
@@ -85,7 +49,7 @@ def load_eval_prompts(script: ScriptArguments, tokenizer, seed: int):
     if script.eval_dataset_size is not None and len(raw) > script.eval_dataset_size:
         raw = raw.select(range(script.eval_dataset_size))
     try:
-        return filter_long_prompts(to_prompts(raw, source, EVAL_COLUMN_KEYS), tokenizer, script.max_prompt_tokens)
+        return filter_long_prompts(to_prompts(raw, source, EVAL_COLUMN_KEYS), tokenizer, max_prompt_tokens)
     except RecipeError as e:
         raise RecipeError([f"eval set {script.eval_dataset_name!r}: {p}" for p in e.problems]) from e
 

@@ -19,8 +19,9 @@ import socket
 
 from . import gpus as machine_gpus
 from . import shipped
-from .config import RecipeError, load_recipe
+from .errors import RecipeError
 from .preflight import ZERO_STAGE, PlanFailed, layout_problems
+from .recipe import load_recipe
 from .recipe_plan import plan_recipe
 from .runs import lock
 
@@ -107,22 +108,24 @@ def launch_args(
     if problems:
         raise RecipeError(problems)
     overrides = list(extra) + (["--vllm_tensor_parallel_size", str(tp)] if tp else [])
-    cfg = load_recipe(recipe, overrides, for_planning=True)
+    if accelerate not in ZERO_STAGE:
+        raise RecipeError(f"unknown accelerate config {accelerate!r}; known: {', '.join(ZERO_STAGE)}")
+    notes = []
+    procs_per_node = 1
+    if not cpu:  # the GPUs first: the recipe is checked for the world size they make
+        where = f"{recipe} on {nodes} node(s)"
+        procs_per_node, gpu_mem_gib, notes = node_gpus(gpus_per_node, gpu_mem_gib, "SLURM_JOB_ID" in environ, where)
+    cfg = load_recipe(recipe, overrides, world_size=nodes * procs_per_node)
     training = cfg.training
     tp = tp or training.vllm_tensor_parallel_size
     where = f"{cfg.path} on {nodes} node(s), TP {tp}"
-    if accelerate not in ZERO_STAGE:
-        raise RecipeError(f"unknown accelerate config {accelerate!r}; known: {', '.join(ZERO_STAGE)}", where)
     config_file = shipped.accelerate_config(accelerate)  # absolute: the job may start in another directory
     if cpu and (nodes != 1 or training.use_vllm):
         raise RecipeError("ACCELERATE=cpu runs one process on one node without vLLM (recipes/demo.yaml)", where)
     in_use = lock.launch_problem(training.output_dir)  # the same sbatch submitted twice: stop before any node starts
     if in_use:
         raise RecipeError(in_use)
-    notes = []
-    procs_per_node = 1
     if not cpu:
-        procs_per_node, gpu_mem_gib, notes = node_gpus(gpus_per_node, gpu_mem_gib, "SLURM_JOB_ID" in environ, where)
         result = plan_recipe(cfg, gpus_per_node=procs_per_node, nodes=nodes, gpu_mem_gib=gpu_mem_gib,
                              zero_stage=ZERO_STAGE[accelerate])  # fmt: skip
         if result.errors:

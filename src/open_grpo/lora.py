@@ -9,29 +9,26 @@
 TRL wraps the model in a PEFT adapter (only the adapter trains; with `beta > 0` the reference model is the base with
 the adapter switched off), merges the adapter into the base weights before each push to the vLLM engine (names
 without `base_layer`/`lora_`), and saves the adapter (`adapter_config.json`, `adapter_model.safetensors`) to
-`output_dir` and to every checkpoint, from which a run resumes. This module validates the recipe keys, builds the
-configs with TRL's functions, and sizes the adapter for the memory plan.
+`output_dir` and to every checkpoint, from which a run resumes. This module says what this machine lacks for QLoRA,
+builds the configs with TRL's functions and sizes the adapter for the memory plan; the recipe keys and target modules
+are checked with the recipe (recipe/rules_model.py, recipe/lora_targets.py).
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from .recipe import lora_targets
+from .recipe.lora_targets import target_modules
+from .recipe.schema import read_snapshot
 
 from .memory_plan import DTYPE_BYTES
 
 logger = logging.getLogger(__name__)
 
-# ModelConfig keys that only mean something with `use_peft: true` (TRL ignores them otherwise, silently).
-PEFT_KEYS = (
-    "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "lora_target_parameters", "lora_modules_to_save",
-    "lora_task_type", "use_rslora", "use_dora", "load_in_4bit", "load_in_8bit", "bnb_4bit_quant_type",
-    "use_bnb_nested_quant", "bnb_4bit_quant_storage",
-)  # fmt: skip
-ALL_LINEAR = "all-linear"  # PEFT's shorthand: every linear layer but the output head
+SIZED_AS = "llama"  # the memory plan sizes an adapter on a model type lora_targets.py does not know as on this one
 # Frozen base bytes per parameter of a quantized linear layer: bitsandbytes packs 4-bit (or 8-bit) values and keeps
 # one fp32 absmax per block of 64 values (bitsandbytes' default blocksize); other layers stay in 16-bit.
 QUANTIZED_BYTES = {4: 0.5 + 4 / 64, 8: 1.0 + 4 / 64}
@@ -41,44 +38,13 @@ DTYPE_NAMES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", None: "
                "auto": "its saved dtype (planned as 16-bit)"}  # fmt: skip
 
 
-def recipe_problems(model_args, training) -> list[str]:
-    """Recipe mistakes around PEFT and quantization, one line each (no GPU, no model needed)."""
-    from trl import ModelConfig
-
-    problems = []
-    defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
-    if not model_args.use_peft:
-        for key in PEFT_KEYS:
-            value = getattr(model_args, key)
-            if value != defaults[key]:
-                problems.append(
-                    f"'{key}: {value}' is set but 'use_peft' is false, so it would be ignored and the full model "
-                    f"trained: set 'use_peft: true' to train a LoRA adapter, or remove '{key}'"
-                )
-        return problems
-    if model_args.lora_r < 1:
-        problems.append(f"'lora_r' must be a positive rank, got {model_args.lora_r}")
-    if model_args.lora_alpha <= 0:
-        problems.append(
-            f"'lora_alpha' must be positive (the adapter is scaled by alpha / r), got {model_args.lora_alpha}"
-        )
-    if not 0 <= model_args.lora_dropout < 1:
-        problems.append(f"'lora_dropout' must be in [0, 1), got {model_args.lora_dropout}")
-    if model_args.load_in_8bit and training.use_vllm:
-        problems.append(
-            "'load_in_8bit' with 'use_vllm: true': vLLM cannot load a base model in 8-bit; use 'load_in_4bit' (QLoRA) "
-            "or 'use_vllm: false'"
-        )
-    return problems
-
-
 def runtime_problems(model_args, training) -> list[str]:
     """What stops a QLoRA recipe on this machine (checked before training, not when planning on a laptop)."""
     import torch
     from transformers.utils.import_utils import BITSANDBYTES_MIN_VERSION, is_bitsandbytes_available
 
     bits = quantized_bits(model_args)
-    if not bits or not model_args.use_peft:  # without use_peft, recipe_problems already says to remove it
+    if not bits or not model_args.use_peft:  # without use_peft, the recipe layer already says to remove it
         return []
     key = f"load_in_{bits}bit"
     if training.use_cpu or not torch.cuda.is_available():
@@ -94,16 +60,6 @@ def runtime_problems(model_args, training) -> list[str]:
 
 def quantized_bits(model_args) -> int | None:
     return 4 if model_args.load_in_4bit else 8 if model_args.load_in_8bit else None
-
-
-def target_modules(value):
-    """The recipe's `lora_target_modules` as PEFT should read it.
-
-    TRL's ModelConfig turns a one-item list into a plain string, which PEFT reads as a regular expression over full
-    module names: `[q_proj]` would then match nothing. A string that is a bare module name is that one-item list."""
-    if isinstance(value, str) and value != ALL_LINEAR and re.fullmatch(r"[A-Za-z0-9_]+", value):
-        return [value]
-    return value
 
 
 def peft_config(model_args):
@@ -138,8 +94,22 @@ class AdapterPlan:
         return f"{self.label}: {self.trainable_params / 1e6:.1f} M trainable params ({self.trainable_params / num_params:.2%})"
 
 
-def _modules(facts) -> dict[str, tuple[int, int]]:
-    """Every adaptable module of a Qwen2-style model (the shape `ModelFacts` describes) -> (in, out) features."""
+def lora_trainable_params(facts, r: int, target, modules_to_save=None) -> int:
+    """Trainable parameters of a rank-`r` LoRA adapter on the modules `target` selects, matched as PEFT matches them
+    (recipe/lora_targets.py; None: PEFT's default for the model type), plus full copies of `modules_to_save`."""
+    modules = module_features(facts)
+    layout = facts if facts.model_type in lora_targets.COVERED_MODEL_TYPES else replace(facts, model_type=SIZED_AS)
+    names = lora_targets.module_names(layout)
+    if target is None:
+        target = read_snapshot()["peft_default_targets"][layout.model_type]
+    chosen = [m for m in lora_targets.adapted_modules(names, target, modules_to_save) if m in modules]
+    saved = [m for m in modules if any(m == s or m.endswith("." + s) for s in modules_to_save or ())]
+    adapters = sum(r * (modules[m][0] + modules[m][1]) for m in chosen)  # A: r x in, B: out x r
+    return adapters + sum(modules[m][0] * modules[m][1] for m in saved)
+
+
+def module_features(facts) -> dict[str, tuple[int, int]]:
+    """Every adaptable module of a model of this shape -> (in, out) features."""
     h, i = facts.hidden_size, facts.intermediate_size
     q, kv = facts.num_attention_heads * facts.head_size, facts.num_key_value_heads * facts.head_size
     per_layer = {"self_attn.q_proj": (h, q), "self_attn.k_proj": (h, kv), "self_attn.v_proj": (h, kv),
@@ -150,28 +120,6 @@ def _modules(facts) -> dict[str, tuple[int, int]]:
     out["lm_head"] = (h, facts.vocab_size)
     out["model.embed_tokens"] = (facts.vocab_size, h)
     return out
-
-
-def lora_trainable_params(facts, r: int, target, modules_to_save=None) -> int:
-    """Trainable parameters of a rank-`r` LoRA adapter on the modules `target` selects, with PEFT's own matching
-    (`all-linear`, a list of names, a regular expression; None: PEFT's default for Qwen2), plus full copies of
-    `modules_to_save`."""
-    from peft import LoraConfig
-    from peft.tuners.tuners_utils import check_target_module_exists
-    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
-
-    modules = _modules(facts)
-    target = target_modules(target)
-    if target is None:
-        target = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING["qwen2"]
-    if isinstance(target, str) and target.lower() == ALL_LINEAR:
-        chosen = [m for m in modules if m not in ("lm_head", "model.embed_tokens")]
-    else:
-        config = LoraConfig(r=r, target_modules=target, modules_to_save=modules_to_save)
-        chosen = [m for m in modules if check_target_module_exists(config, m)]  # True, or a regex match
-    saved = [m for m in modules if any(m == s or m.endswith("." + s) for s in modules_to_save or ())]
-    adapters = sum(r * (modules[m][0] + modules[m][1]) for m in chosen)  # A: r x in, B: out x r
-    return adapters + sum(modules[m][0] * modules[m][1] for m in saved)
 
 
 def adapter_plan(facts, model_args, zero_stage: int = 0) -> AdapterPlan | None:
@@ -191,7 +139,7 @@ def base_dtype(dtype, zero_stage: int) -> str | None:
 
 def plan_for(facts, r: int, target, modules_to_save=None, bits: int | None = None, dtype="bfloat16") -> AdapterPlan:
     trainable = lora_trainable_params(facts, r, target, modules_to_save)
-    layer_linear = sum(a * b for m, (a, b) in _modules(facts).items() if m.startswith("model.layers."))
+    layer_linear = sum(a * b for m, (a, b) in module_features(facts).items() if m.startswith("model.layers."))
     unquantized = DTYPE_BYTES.get(dtype, 2)
     per_param = QUANTIZED_BYTES[bits] if bits else unquantized
     base = per_param * layer_linear + unquantized * (facts.num_params - layer_linear)

@@ -14,89 +14,28 @@ with probability weight_i / sum(weights), drawn with the run's seed. `mixture_st
 `first_exhausted` (the default: the mix ends when a source runs out, no row repeats), `all_exhausted` (sources that
 run out start over until every row of every source was used: more rows, the small sources repeated),
 `all_exhausted_without_replacement`. `max_prompt_tokens` applies to the mix. The mix is logged at start: each source's
-rows, its rows in the mix and its weight.
+rows, its rows in the mix and its weight. The entries are checked with the recipe (recipe/rules_data.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import logging
 from collections import Counter
 
 from .data import filter_long_prompts, load_raw_dataset, to_prompts
 from .errors import RecipeError
-from .recipe_keys import GENERATOR_PREFIX, ScriptArguments
+from .recipe.rules_data import FIELD_OF_ENTRY_KEY
+from .recipe_keys import ScriptArguments
 
 logger = logging.getLogger(__name__)
 
-# entry key -> the ScriptArguments field it sets for that source
-FIELD_OF_KEY = {"name": "dataset_name", "split": "dataset_train_split", "size": "dataset_size",
-                "config": "dataset_config", "prompt_column": "prompt_column", "solution_column": "solution_column",
-                "system_prompt": "system_prompt"}  # fmt: skip
-ENTRY_KEYS = ("weight", *FIELD_OF_KEY)
-NULLABLE_KEYS = ("config", "solution_column", "system_prompt")
-STOPPING_STRATEGIES = ("first_exhausted", "all_exhausted", "all_exhausted_without_replacement")
 SOURCE_COLUMN = "_mixture_source"
-
-
-def _entry_problems(where: str, entry) -> list[str]:
-    if not isinstance(entry, dict):
-        return [f"{where} must be a mapping like {{name: data/train.jsonl, weight: 1}}, got {entry!r}"]
-    problems = []
-    for key in entry:
-        if key not in ENTRY_KEYS:
-            close = difflib.get_close_matches(str(key), ENTRY_KEYS, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            problems.append(f"{where}: unknown key {key!r}.{hint} Keys: {', '.join(ENTRY_KEYS)}")
-    name = entry.get("name")
-    if not isinstance(name, str) or not name:
-        problems.append(f"{where}: 'name' is required: a hub id, a local path, or 'reasoning-gym:<task>'")
-    weight = entry.get("weight", 1.0)
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
-        problems.append(
-            f"{where}: 'weight' must be a number > 0 (its share is weight / sum of weights), got {weight!r}"
-        )
-    size = entry.get("size")
-    if "size" in entry:
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            problems.append(f"{where}: 'size' must be an integer >= 1, got {size!r}")
-        elif isinstance(name, str) and not name.startswith(GENERATOR_PREFIX):
-            problems.append(
-                f"{where}: 'size' is the number of tasks a '{GENERATOR_PREFIX}<task>' source generates; "
-                f"{name!r} is used whole: remove 'size'"
-            )
-    for key in ("split", "prompt_column", *NULLABLE_KEYS):
-        value = entry.get(key)
-        if key in entry and not isinstance(value, str) and not (value is None and key in NULLABLE_KEYS):
-            kind = "a string or null" if key in NULLABLE_KEYS else "a string"
-            problems.append(f"{where}: {key!r} must be {kind}, got {value!r}")
-    return problems
-
-
-def check_mixture(script: ScriptArguments) -> list[str]:
-    """Every problem of the `datasets` and `mixture_stopping_strategy` keys, one line each."""
-    problems = []
-    if script.mixture_stopping_strategy not in STOPPING_STRATEGIES:
-        problems.append(
-            f"'mixture_stopping_strategy' must be one of {', '.join(STOPPING_STRATEGIES)}, "
-            f"got {script.mixture_stopping_strategy!r}"
-        )
-    entries = script.datasets
-    if entries is None:
-        return problems
-    if script.dataset_name:
-        problems.append("give either 'dataset_name' (one source) or 'datasets' (a mixture), not both")
-    if not isinstance(entries, list) or not entries:
-        return problems + [f"'datasets' must be a non-empty list of {{name: ..., weight: ...}}, got {entries!r}"]
-    for i, entry in enumerate(entries):
-        problems.extend(_entry_problems(f"datasets[{i}]", entry))
-    return problems
 
 
 def source_arguments(script: ScriptArguments, entry: dict) -> ScriptArguments:
     """The recipe's data settings with one entry's keys over them: what data.py loads that source with."""
-    changes = {FIELD_OF_KEY[k]: v for k, v in entry.items() if k in FIELD_OF_KEY}
+    changes = {FIELD_OF_ENTRY_KEY[k]: v for k, v in entry.items() if k in FIELD_OF_ENTRY_KEY}
     return dataclasses.replace(script, datasets=None, **changes)
 
 
@@ -111,7 +50,7 @@ def _unified(dataset, source: int):
     return dataset.add_column(SOURCE_COLUMN, [source] * len(dataset))
 
 
-def load_mixture(script: ScriptArguments, tokenizer, seed: int = 42):
+def load_mixture(script: ScriptArguments, tokenizer, seed: int = 42, max_prompt_tokens: int | None = None):
     """The recipe's `datasets` mixed into one training set of chat prompts; problems raise `RecipeError`."""
     from datasets import interleave_datasets
 
@@ -139,4 +78,4 @@ def load_mixture(script: ScriptArguments, tokenizer, seed: int = 42):
             entry["name"], len(source), in_mix[i], 100 * in_mix[i] / max(1, len(mixed)),
             weights[i], 100 * weights[i] / sum(weights),
         )  # fmt: skip
-    return filter_long_prompts(mixed.remove_columns(SOURCE_COLUMN), tokenizer, script.max_prompt_tokens)
+    return filter_long_prompts(mixed.remove_columns(SOURCE_COLUMN), tokenizer, max_prompt_tokens)

@@ -39,6 +39,7 @@ class ModelShape:
     vocab_size: int
     tie_word_embeddings: bool
     head_dim: int | None = None  # config.json's, where it is not hidden_size / heads (Qwen3, Gemma)
+    model_type: str = "qwen2"  # config.json's: which module names the model has (recipe/lora_targets.py)
 
     @property
     def head_size(self) -> int:
@@ -58,7 +59,7 @@ class ModelShape:
 
     def config_kwargs(self) -> dict:
         """The shape as `transformers.Qwen2Config` keyword arguments."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "model_type"}
         if out["head_dim"] is None:
             del out["head_dim"]
         return out
@@ -80,6 +81,17 @@ SHAPES: dict[str, ModelShape] = {
 HUB_MODELS = {"Qwen/Qwen2.5-Math-1.5B": "1.5b", "Qwen/Qwen2.5-Math-7B": "7b"}
 
 
+def random_model_problem(name: str) -> str | None:
+    """What is wrong with a `random:<shape>` model id, if anything (checked with the recipe, before anything loads)."""
+    if not name.startswith(RANDOM_PREFIX) or name[len(RANDOM_PREFIX) :] in SHAPES:
+        return None
+    shapes = ", ".join(RANDOM_PREFIX + s for s in SHAPES)
+    return (
+        f"'model_name_or_path': unknown random model shape {name[len(RANDOM_PREFIX) :]!r} in {name!r}; "
+        f"use one of {shapes}, or a hub id or local path"
+    )
+
+
 def shape_from_config(data: dict, where: str) -> ModelShape:
     """A shape from a parsed config.json; a missing key is a `RecipeError` naming the file and the keys."""
     if not all(k in data for k in REQUIRED_KEYS) and isinstance(data.get("text_config"), dict):
@@ -99,6 +111,7 @@ def shape_from_config(data: dict, where: str) -> ModelShape:
         vocab_size=data["vocab_size"],
         tie_word_embeddings=bool(data.get("tie_word_embeddings", False)),
         head_dim=data.get("head_dim"),
+        model_type=str(data.get("model_type", "unknown")),
     )
 
 

@@ -10,23 +10,12 @@ import os
 from pathlib import Path
 
 from .errors import RecipeError
-from .model_shapes import RANDOM_PREFIX, SHAPES, cached_config, hub_offline
+from .model_shapes import RANDOM_PREFIX, cached_config, hub_offline, random_model_problem
 from .tiny import save_random_model
 
 
 def cache_dir() -> Path:
     return Path(os.environ.get("OPEN_GRPO_CACHE", Path.home() / ".cache" / "open_grpo"))
-
-
-def random_model_problem(name: str) -> str | None:
-    """What is wrong with a `random:<shape>` model id, if anything (checked with the recipe, before anything loads)."""
-    if not name.startswith(RANDOM_PREFIX) or name[len(RANDOM_PREFIX) :] in SHAPES:
-        return None
-    shapes = ", ".join(RANDOM_PREFIX + s for s in SHAPES)
-    return (
-        f"'model_name_or_path': unknown random model shape {name[len(RANDOM_PREFIX) :]!r} in {name!r}; "
-        f"use one of {shapes}, or a hub id or local path"
-    )
 
 
 def resolve_model(name: str, revision: str | None = None) -> str:

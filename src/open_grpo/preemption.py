@@ -30,11 +30,11 @@ import threading
 import time
 from pathlib import Path
 
+from .errors import EXIT_PREEMPTED as PREEMPTED_EXIT  # sysexits.h EX_TEMPFAIL: "try again later"
 from .preflight import model_facts
 
 logger = logging.getLogger(__name__)
 
-PREEMPTED_EXIT = 75  # sysexits.h EX_TEMPFAIL: "try again later"
 FORWARDED_WITHIN_S = 3.0  # the same signal again this soon is a launcher forwarding it, not a second request
 # Launchers (accelerate, torchrun) turn a child's exit code into their own, so the job script looks for this file
 # in the output folder instead: written by the main process once the stop is safe (its checkpoint is complete).

@@ -20,6 +20,7 @@ from .errors import RecipeError
 from .lora import base_dtype, trainer_adapter_plan
 from .memory_plan import GIB, describe, fits_one_gpu, memory_plan
 from .model_shapes import ModelShape, find_shape
+from .recipe.world_size import generation_batch
 
 logger = logging.getLogger(__name__)
 
@@ -66,42 +67,6 @@ def layout_problems(gpus_per_node: int, nodes: int) -> list[str]:
     """Command-line layout values no plan can use."""
     return [f"{flag} must be at least 1, got {value}" for flag, value in
             (("--gpus-per-node", gpus_per_node), ("--nodes", nodes)) if value < 1]  # fmt: skip
-
-
-def batch_plan(training, world: int) -> tuple[dict, list[str]]:
-    """The generation batch for `world` ranks, derived as TRL derives it at start-up, and its problems."""
-    per_device, generations = training.per_device_train_batch_size, training.num_generations
-    global_batch = per_device * world
-    problems = []
-    if training.steps_per_generation is not None:
-        spg = training.steps_per_generation
-    elif training.generation_batch_size is not None:
-        spg = max(1, training.generation_batch_size // global_batch)
-        if training.generation_batch_size % global_batch:
-            problems.append(
-                f"generation_batch_size {training.generation_batch_size} is not a multiple of the global batch "
-                f"per_device_train_batch_size {per_device} x world size {world} = {global_batch}: set it to a "
-                f"multiple of {global_batch}, or set steps_per_generation instead"
-            )
-    else:
-        spg = training.gradient_accumulation_steps
-    generation_batch = global_batch * spg
-    if generation_batch % generations:
-        fits = next(b for b in range(per_device, per_device + generations + 1) if b * world * spg % generations == 0)
-        problems.append(
-            f"the generation batch per_device_train_batch_size {per_device} x world size {world} x "
-            f"steps_per_generation {spg} = {generation_batch} completions does not hold whole groups of "
-            f"num_generations {generations}: use per_device_train_batch_size {fits}, or change steps_per_generation "
-            "or num_generations"
-        )
-    batch = {
-        "completions_per_step": global_batch * training.gradient_accumulation_steps,
-        "prompts_per_step": global_batch * training.gradient_accumulation_steps / generations,
-        "completions_per_gpu_per_step": per_device * training.gradient_accumulation_steps,
-        "steps_per_generation": spg,
-        "generation_batch": generation_batch,
-    }
-    return batch, problems
 
 
 def plan(
@@ -155,9 +120,8 @@ def plan(
     elif not training.use_vllm:
         p.lines.append("generation: transformers (use_vllm: false)")
 
-    # Batch arithmetic, at the target world size.
-    batch, problems = batch_plan(training, world)
-    p.errors += problems
+    # Batch arithmetic, at the target world size (its problems are the recipe's: recipe/world_size.py).
+    batch, _ = generation_batch(training, world)
     spg = batch["steps_per_generation"]
     seq_len = (max_prompt_tokens or DEFAULT_PROMPT_TOKENS) + training.max_completion_length
     sequences_per_engine = training.per_device_train_batch_size * spg * tp
@@ -232,16 +196,9 @@ def _judge_memory(p: Plan, mem, shape, *, tp, world, zero_stage, gpu_mem_gib, me
             )
 
 
-def runtime_plan(
-    training,
-    max_prompt_tokens: int | None,
-    model_path: str,
-    memory_check: str = "error",
-    allreduce_fusion="auto",
-    peft_config=None,
-    quantization_config=None,
-) -> Plan | None:
-    """The same checks on the real world size and cards (called by the trainer before it builds vLLM)."""
+def runtime_plan(training, model_path: str, peft_config=None, quantization_config=None) -> Plan | None:
+    """The same checks on the real world size and cards (called by the trainer before it builds vLLM); `training` is
+    the trainer's OpenGRPOConfig (max_prompt_tokens, memory_check, vllm_allreduce_fusion are its options)."""
     import torch
 
     if not torch.cuda.is_available():
@@ -253,17 +210,16 @@ def runtime_plan(
     dtype = str((training.model_init_kwargs or {}).get("dtype", "float32")).removeprefix("torch.")
     mem = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory / GIB
     adapter = shape and trainer_adapter_plan(shape, peft_config, quantization_config, base_dtype(dtype, zero))
-    return plan(training, max_prompt_tokens, shape, gpus_per_node=local, nodes=max(1, world // local),
-                gpu_mem_gib=mem, zero_stage=zero, memory_check=memory_check, allreduce_fusion=allreduce_fusion,
-                model_dtype=dtype, shape_note=where, adapter=adapter)  # fmt: skip
+    return plan(training, training.max_prompt_tokens, shape, gpus_per_node=local, nodes=max(1, world // local),
+                gpu_mem_gib=mem, zero_stage=zero, memory_check=training.memory_check,
+                allreduce_fusion=training.vllm_allreduce_fusion, model_dtype=dtype, shape_note=where,
+                adapter=adapter)  # fmt: skip
 
 
-def check_at_start(training, max_prompt_tokens, model_path, memory_check="error", allreduce_fusion="auto",
-                   peft_config=None, quantization_config=None) -> None:  # fmt: skip
+def check_at_start(training, model_path, peft_config=None, quantization_config=None) -> None:
     """`open-grpo check` on the real world size and cards, before vLLM or the model is built (the trainer calls it).
     Logs the plan on the main process; raises `RecipeError` for its errors."""
-    result = runtime_plan(training, max_prompt_tokens, model_path, memory_check, allreduce_fusion, peft_config,
-                          quantization_config)  # fmt: skip
+    result = runtime_plan(training, model_path, peft_config, quantization_config)
     if result is None:
         return
     if training.process_index == 0:

@@ -1,24 +1,22 @@
-"""open_grpo's own recipe keys (`ScriptArguments`): data, prompts, rewards, vLLM engine options, resume, features.
+"""open_grpo's own recipe keys that are not trainer options (`ScriptArguments`): data, prompts, rewards, the eval
+set, what a launch does with its output_dir.
 
-TRL's training and generation keys are `trl.GRPOConfig`'s, model keys `trl.ModelConfig`'s; a recipe mixes all three
-(config.py parses and validates them together).
+The trainer's options are `OpenGRPOConfig`'s fields: open_grpo's own (recipe/options.py) and TRL's `GRPOConfig`;
+model keys are `trl.ModelConfig`'s. A recipe mixes all of them (recipe/parsing.py checks them together).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from typing import Any
-
-from .errors import RecipeError
 
 GENERATOR_PREFIX = "reasoning-gym:"
-MEMORY_CHECK_CHOICES = ("error", "warn")
+MIXTURE_STOPPING_STRATEGIES = ("first_exhausted", "all_exhausted", "all_exhausted_without_replacement")
+RESUME_CHOICES = ("auto", "never", "weights")
 
 
 @dataclass
 class ScriptArguments:
-    """open_grpo's own recipe keys. TRL's training keys live in `trl.GRPOConfig`, model keys in `trl.ModelConfig`."""
+    """open_grpo's data, reward and run keys. Trainer options live in `OpenGRPOConfig`, model keys in `trl.ModelConfig`."""
 
     dataset_name: str | None = field(
         default=None,
@@ -27,19 +25,21 @@ class ScriptArguments:
             "folder of .jsonl/.json/.parquet/.csv files, or an offline generator 'reasoning-gym:<task>'."
         },
     )
-    datasets: list[dict] | str | None = field(
+    datasets: list | None = field(
         default=None,
         metadata={
             "help": "A mixture instead of 'dataset_name': [{name, weight, split, size, config, prompt_column, "
             "solution_column, system_prompt}, ...], mixed by weight (open_grpo/mixture.py). Keys an entry leaves out "
-            "take the top-level value."
+            "take the top-level value.",
+            "example": "[{name: reasoning-gym:basic_arithmetic, weight: 1}]",
         },
     )
     mixture_stopping_strategy: str = field(
         default="first_exhausted",
         metadata={
             "help": "When a 'datasets' mixture ends (datasets.interleave_datasets): 'first_exhausted' (no row twice), "
-            "'all_exhausted' (smaller sources repeat until every row is used), 'all_exhausted_without_replacement'."
+            "'all_exhausted' (smaller sources repeat until every row is used), 'all_exhausted_without_replacement'.",
+            "choices": MIXTURE_STOPPING_STRATEGIES,
         },
     )
     dataset_config: str | None = field(default=None, metadata={"help": "Dataset configuration (hub datasets only)."})
@@ -53,105 +53,19 @@ class ScriptArguments:
         metadata={"help": "Column holding the gold answer; it reaches rewards as `solution`. null if none."},
     )
     system_prompt: str | None = field(default=None, metadata={"help": "System message put before every prompt."})
-    max_prompt_tokens: int | None = field(
-        default=None,
-        metadata={
-            "help": "Prompts longer than this many tokens (after the chat template) are dropped before training and "
-            "the count is logged. null keeps every prompt."
-        },
-    )
-    rewards: list[dict] | str | None = field(
+    rewards: list | None = field(
         default=None,
         metadata={
             "help": "Rewards to combine: [{name: accuracy, weight: 1.0, <reward parameter>: value, on_error: none, "
             "time_limit: <seconds per call>}, ...]. Names come from the `open_grpo.rewards` entry points "
-            "(`open-grpo rewards` lists them)."
+            "(`open-grpo rewards` lists them).",
+            "example": "[{name: accuracy}]",
         },
     )
     reward_funcs: list[str] | None = field(
         default=None,
         metadata={"help": "TRL's form of `rewards`: names only, weights from `reward_weights`."},
     )
-    vllm_engine_kwargs: dict | str | None = field(
-        default=None,
-        metadata={
-            "help": "Options passed to the colocated vLLM engine (`vllm.LLM`) on top of TRL's, e.g. "
-            "{max_num_seqs: 64, enable_prefix_caching: true}."
-        },
-    )
-
-    vllm_sync_chunk_mib: int = field(
-        default=1024,
-        metadata={
-            "help": "Colocate mode: push weights to vLLM in chunks of this many MiB (one load_weights call each) "
-            "instead of one call per parameter. 0 keeps TRL's per-parameter path."
-        },
-    )
-
-    vllm_allreduce_fusion: str = field(
-        default="auto",
-        metadata={
-            "help": "TP > 1, colocate: vLLM's fused all-reduce + RMSNorm. 'auto': off where NVLink multicast is off or "
-            "missing (vLLM 0.26 crashes there otherwise), vLLM's choice elsewhere; 'off'; 'trtllm' (FlashInfer's IPC "
-            "backend); 'vllm' (no change). See open_grpo/engine/allreduce.py."
-        },
-    )
-
-    memory_check: str = field(
-        default="error",
-        metadata={
-            "help": "What the preflight (open-grpo check, launch-args, the trainer at start-up) does with a memory plan "
-            "over the card: 'error' stops; 'warn' only warns, for a plan you know to be pessimistic for your run."
-        },
-    )
-
-    vllm_detokenize: bool = field(
-        default=False,
-        metadata={
-            "help": "Colocate: let vLLM detokenize completions as it generates. TRL decodes the token ids itself and "
-            "never reads vLLM's text, so off saves host work on every decode step."
-        },
-    )
-
-    vllm_flat_logprobs: bool = field(
-        default=True,
-        metadata={
-            "help": "Colocate: vLLM returns the sampled-token logprobs as flat lists (the same values) instead of one "
-            "dict and Logprob object per token: fewer Python objects per decode step."
-        },
-    )
-
-    vllm_sampling_logprobs: str = field(
-        default="auto",
-        metadata={
-            "help": "Colocate: 'auto' asks vLLM for the sampled-token logprobs only when the loss reads them (the vLLM "
-            "importance-sampling correction or the off-policy mask); 'always' asks on every call, as TRL does."
-        },
-    )
-
-    fold_old_logprobs: bool = field(
-        default=True,
-        metadata={
-            "help": "Skip TRL's separate no-grad forward for old logprobs when only the vLLM importance-sampling "
-            "correction needs them and every completion is trained on within one optimizer step; the loss pass "
-            "computes the same correction from its own logprobs (open_grpo/engine/folded_logprobs.py)."
-        },
-    )
-
-    pause_gc_in_generation: bool = field(
-        default=True,
-        metadata={
-            "help": "Colocate: pause Python's garbage collector while vLLM generates (a full collection walks the "
-            "whole trainer process and stalls the decode loop); it runs again once generation returns."
-        },
-    )
-
-    gradient_checkpointing_auto: bool = field(
-        default=False,
-        init=False,
-        metadata={"help": "Set by `gradient_checkpointing: auto` (decided at start-up from the memory plan)."},
-    )
-
     save_final_model: bool = field(
         default=True,
         metadata={"help": "Save the trained model to output_dir at the end (off for throwaway runs: sanity checks)."},
@@ -188,53 +102,3 @@ class ScriptArguments:
             "a new run from the newest checkpoint's model weights; or a checkpoint folder (open_grpo/resume.py)."
         },
     )
-
-    completions_log_max_per_step: int | None = field(
-        default=256,
-        metadata={
-            "help": "With 'log_completions: true': at most this many completions per logged step in "
-            "<output_dir>/completions.jsonl (the first ones, whole prompt groups). null writes them all."
-        },
-    )
-
-    dynamic_sampling: bool = field(
-        default=False,
-        metadata={
-            "help": "DAPO's dynamic sampling: drop prompt groups whose completions all got the same reward and refill "
-            "the batch with fresh prompts (open_grpo/dynamic_sampling.py)."
-        },
-    )
-    dynamic_sampling_max_rounds: int = field(
-        default=3,
-        metadata={
-            "help": "Dynamic sampling: refill rounds per generation batch at most; then the batch is completed with "
-            "zero-variance groups (advantage 0)."
-        },
-    )
-
-    def __post_init__(self):
-        # From the command line these arrive as JSON strings.
-        if isinstance(self.rewards, str):
-            self.rewards = _json_arg(
-                self.rewards, "'rewards' must be a list of mappings, e.g. [{name: accuracy}]", '[{"name": "accuracy"}]'
-            )
-        if isinstance(self.datasets, str):
-            self.datasets = _json_arg(
-                self.datasets,
-                "'datasets' must be a list of mappings, e.g. [{name: reasoning-gym:basic_arithmetic, weight: 1}]",
-                '[{"name": "reasoning-gym:basic_arithmetic", "weight": 1}]',
-            )
-        if isinstance(self.vllm_engine_kwargs, str):
-            self.vllm_engine_kwargs = _json_arg(
-                self.vllm_engine_kwargs,
-                "'vllm_engine_kwargs' must be a mapping, e.g. {max_num_seqs: 64}",
-                '{"max_num_seqs": 64}',
-            )
-
-
-def _json_arg(text: str, expected: str, json_example: str) -> Any:
-    """A YAML-valued key given as a string (a command-line override, or a plain word in the recipe) -> its value."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        raise RecipeError(f"{expected}; on the command line as JSON ('{json_example}'); got {text!r}") from None

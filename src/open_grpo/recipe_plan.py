@@ -19,12 +19,12 @@ def plan_recipe(recipe, *, gpus_per_node: int, nodes: int, gpu_mem_gib: float, z
     shape, where = find_shape(recipe.model.model_name_or_path, recipe.model.model_revision)
 
     def plan_with(training) -> Plan:
-        return plan(training, recipe.script.max_prompt_tokens, shape, gpus_per_node=gpus_per_node, nodes=nodes,
-                    gpu_mem_gib=gpu_mem_gib, zero_stage=zero_stage, memory_check=recipe.script.memory_check,
-                    allreduce_fusion=recipe.script.vllm_allreduce_fusion, model_dtype=recipe.model.dtype,
+        return plan(training, recipe.training.max_prompt_tokens, shape, gpus_per_node=gpus_per_node, nodes=nodes,
+                    gpu_mem_gib=gpu_mem_gib, zero_stage=zero_stage, memory_check=recipe.training.memory_check,
+                    allreduce_fusion=recipe.training.vllm_allreduce_fusion, model_dtype=recipe.model.dtype,
                     shape_note=where, adapter=shape and adapter_plan(shape, recipe.model, zero_stage))  # fmt: skip
 
-    if not recipe.script.gradient_checkpointing_auto:
+    if not recipe.training.gradient_checkpointing_auto:
         return plan_with(recipe.training)
     from .activation_checkpointing import choice  # it plans with this module: imported here, not at the top
 

@@ -38,24 +38,11 @@ from .runs.model_identity import of_checkpoint, of_recipe, of_weights, renamed
 from .runs.model_identity import problem as model_problem
 from .runs.previous import PREVIOUS, destination, move_aside
 from .runs.recipe_hash import recipe_hash
+from .recipe_keys import RESUME_CHOICES
 
 logger = logging.getLogger(__name__)
 
-CHOICES = ("auto", "never", "weights")
 RUN_FILE = "run.json"
-
-
-def setting_problems(resume: str) -> list[str]:
-    """The `resume` key's own check (config.validate)."""
-    if resume in CHOICES:
-        return []
-    if resume.lower() in CHOICES:
-        return [f"'resume' must be one of auto, never, weights (lower case) or a checkpoint folder, got {resume!r}"]
-    if not Path(resume).is_dir():
-        return [
-            f"'resume' must be auto, never, weights or an existing checkpoint folder, got {resume!r}: no such folder"
-        ]
-    return []
 
 
 def read_run(output_dir) -> dict | None:
@@ -103,11 +90,11 @@ class Plan:
         }
 
 
-def plan(cfg, overrides=()) -> Plan:
+def plan(cfg) -> Plan:
     """Decide from the output_dir's files; raises RecipeError (exit 2) for a refused layout or damaged checkpoint."""
     fresh = {
         "run_id": time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3),
-        "recipe_hash": recipe_hash(cfg, overrides),
+        "recipe_hash": recipe_hash(cfg),
     }
     logger.disabled = cfg.training.process_index != 0  # every rank plans; rank 0 says what it found
     try:
@@ -124,7 +111,7 @@ def _decide(script, training, layout: Layout, fresh: dict, model: dict) -> Plan:
     start = (record or {}).get("start") or {}
     if start.get("weights"):  # a run started from weights trains that model, whatever model_name_or_path says
         model = of_weights(Path(start["weights"]), model)
-    explicit = training.resume_from_checkpoint or (None if script.resume in CHOICES else script.resume)
+    explicit = training.resume_from_checkpoint or (None if script.resume in RESUME_CHOICES else script.resume)
     if explicit:
         run = record or {**fresh, "start": {"checkpoint": explicit}}
         return _from_checkpoint(Path(explicit), run, training, layout, fresh, model)

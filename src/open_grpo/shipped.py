@@ -4,11 +4,10 @@ own recipes and configs win over the shipped ones."""
 
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 
-from .errors import RecipeError
+from .errors import RecipeError, did_you_mean
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 RECIPES = "recipes"
@@ -42,8 +41,7 @@ def find(kind: str, name: str) -> Path | None:
 def unknown_name(kind: str, name: str) -> str:
     """A message for a name that `find` did not find: the close match and the available names."""
     available = names(kind)
-    close = difflib.get_close_matches(str(name), available, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(name, available)
     label = "recipe" if kind == RECIPES else "accelerate config"
     return f"unknown {label} {str(name)!r}.{hint} Available: {', '.join(available) or '(none found)'}"
 

@@ -13,13 +13,16 @@ log-probability of the completions that beat their group's mean reward (a policy
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
 
 from . import preemption, resume
-from .config import RecipeError, load_recipe
+from .errors import EXIT_CONFIG_ERROR, EXIT_OK, RecipeError
+from .lora import runtime_problems
 from .models import resolve_model
+from .recipe import load_recipe
 from .runs import lock
 
 logger = logging.getLogger("open_grpo")
@@ -36,9 +39,16 @@ def setup_logging(is_main: bool) -> None:
 def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
     # First, before anything slow: SIGUSR1/SIGTERM/SIGINT/the stop file during start-up exit 75 instead of killing us.
     stop = preemption.install()
-    # Config: every recipe, reward and data problem is raised here, before a model or a GPU is touched.
+    # Config: every recipe, reward and data-key problem is raised here, for this launch's world size, before torch is
+    # imported; then TRL's own config (grpo_config.py) has the last word, before a model or a GPU is touched.
     cfg = load_recipe(recipe, overrides)
+    from .grpo_config import trainer_config
+
+    cfg = dataclasses.replace(cfg, training=trainer_config(cfg))
     script, training, model_args = cfg.script, cfg.training, cfg.model
+    problems = runtime_problems(model_args, training)  # what this machine lacks to run it (QLoRA without CUDA)
+    if problems:
+        raise RecipeError(problems, cfg.path)
     setup_logging(training.process_index == 0)
     logger.info("recipe %s -> %s", cfg.path, training.output_dir)
 
@@ -48,7 +58,7 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
     lock.acquire(training.output_dir, state)
     # Resume: which run output_dir holds and where to continue it (resume.py); a checkpoint of another layout, model
     # or with damaged files is refused here, before any model. A finished run says so and is not trained again.
-    run = resume.plan(cfg, overrides)
+    run = resume.plan(cfg)
     if run.finished:
         logger.info(run.finished)
         lock.release(training.output_dir)
@@ -70,22 +80,14 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
     import transformers
     from transformers import AutoTokenizer
     from transformers.trainer_callback import ProgressCallback
-    from trl import get_quantization_config
 
     from .data import load_prompts, load_together
     from .evaluation import load_eval_prompts
-    from .lora import peft_config
     from .metrics import CompactProgress, MetricsFile, format_summary, plot_rewards, read_metrics, summary
     from .mixture import load_mixture
-    from .rewards.registry import build_rewards, parse_reward_specs
-    from .trainer import OpenGRPOTrainer, trainer_options
+    from .trainer_builder import build_trainer
 
     transformers.set_seed(training.seed)
-
-    # Rewards: resolved through the `open_grpo.rewards` entry points.
-    specs = parse_reward_specs(script.rewards, script.reward_funcs, training.reward_weights)
-    reward_funcs, training.reward_weights = build_rewards(specs)
-    logger.info("rewards: %s", ", ".join(f"{s.name} x{s.weight}" for s in specs))
 
     # Tokenizer and data (`resume: weights`: the tokenizer and model saved in the checkpoint).
     model_path = run.model_path or resolve_model(model_args.model_name_or_path, model_args.model_revision)
@@ -93,35 +95,16 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
         model_path, revision=model_args.model_revision, trust_remote_code=training.trust_remote_code
     )
     load = load_mixture if script.datasets else load_prompts  # `datasets:` mixes several sources
+    limit = training.max_prompt_tokens
     eval_dataset, dataset = load_together(  # the eval set (None without eval_dataset_name) and the training set:
-        lambda: load_eval_prompts(script, tokenizer, seed=training.seed),  # the problems of both in one message
-        lambda: load(script, tokenizer, seed=training.seed),
+        lambda: load_eval_prompts(script, tokenizer, seed=training.seed, max_prompt_tokens=limit),  # problems of both
+        lambda: load(script, tokenizer, seed=training.seed, max_prompt_tokens=limit),  # in one message
     )
 
-    # Model: TRL loads it from the path with these arguments (and hands the same path to vLLM).
-    training.model_init_kwargs = {
-        "revision": model_args.model_revision,
-        "trust_remote_code": training.trust_remote_code,
-        "attn_implementation": model_args.attn_implementation,
-        "dtype": model_args.dtype,
-        **(training.model_init_kwargs or {}),
-    }
-    # LoRA / QLoRA (use_peft, lora.py): TRL wraps the model in the adapter and pushes merged weights to vLLM.
-    peft = peft_config(model_args)
-    quantization = get_quantization_config(model_args)
-
-    trainer = OpenGRPOTrainer(
-        model=str(model_path),
-        reward_funcs=reward_funcs,
-        args=training,
-        train_dataset=dataset,
-        eval_dataset=eval_dataset,
-        processing_class=tokenizer,
-        peft_config=peft,
-        quantization_config=quantization,
-        callbacks=[MetricsFile(training.output_dir)],
-        **trainer_options(script),
-    )
+    # The trainer (trainer_builder.py, shared with the benchmark): rewards through the registry, TRL loads the model
+    # from the path (and hands the same path to vLLM), LoRA / QLoRA wrapped by TRL.
+    trainer = build_trainer(cfg, tokenizer=tokenizer, train_dataset=dataset, eval_dataset=eval_dataset,
+                            callbacks=[MetricsFile(training.output_dir)], model_path=model_path, training=training)  # fmt: skip
 
     if trainer.pop_callback(ProgressCallback) is not None:
         trainer.add_callback(CompactProgress)
@@ -159,13 +142,13 @@ def cli(argv: list[str] | None = None) -> int:
     i = argv.index("--config") if "--config" in argv else -1
     if i < 0 or i + 1 >= len(argv) or argv[i + 1].startswith("--"):
         print(f"{USAGE}\n(--config needs a recipe name or path)", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG_ERROR
     try:
         main(argv[i + 1], argv[:i] + argv[i + 2 :])
     except RecipeError as e:
         print(f"open-grpo: {e}", file=sys.stderr)
-        return 2
-    return 0
+        return EXIT_CONFIG_ERROR
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from .completions_log import CompletionsLog
 from .dynamic_sampling import DynamicSampler
 from .engine import allreduce, colocated, folded_logprobs, gathered, generation
 from .evaluation import EvalRewards
+from .grpo_config import OpenGRPOConfig
 from .preflight import check_at_start
 from .rewards.limits import drop_nonfinite_sums
 from .telemetry import StepTelemetry
@@ -46,56 +47,33 @@ from .telemetry import StepTelemetry
 logger = logging.getLogger(__name__)
 
 
-def trainer_options(script) -> dict:
-    """`OpenGRPOTrainer`'s own keyword arguments from a recipe's ScriptArguments (open_grpo.train and the benchmark's
-    `open_grpo` row build the trainer from the same recipe keys)."""
-    names = ("vllm_engine_kwargs", "max_prompt_tokens", "vllm_sync_chunk_mib", "vllm_allreduce_fusion",
-             "vllm_detokenize", "vllm_flat_logprobs", "vllm_sampling_logprobs", "fold_old_logprobs",
-             "pause_gc_in_generation", "gradient_checkpointing_auto", "completions_log_max_per_step",
-             "dynamic_sampling", "dynamic_sampling_max_rounds", "memory_check")  # fmt: skip
-    return {name: getattr(script, name) for name in names}
-
-
 class OpenGRPOTrainer(GRPOTrainer):
-    """`GRPOTrainer` plus engine options, phase timing and throughput metrics (see the module docstring)."""
+    """`GRPOTrainer` plus engine options, phase timing and throughput metrics (see the module docstring). Its options
+    are the fields of the `OpenGRPOConfig` it is given as `args`; build it from a recipe with
+    `trainer_builder.build_trainer`."""
 
     run_stamp: dict | None = None  # what each COMPLETE marker records about the run (resume.Plan.stamp)
 
-    def __init__(
-        self,
-        *args,
-        vllm_engine_kwargs: dict | None = None,
-        max_prompt_tokens: int | None = None,
-        vllm_sync_chunk_mib: int = 0,
-        vllm_allreduce_fusion: str = "auto",
-        vllm_detokenize: bool = True,
-        vllm_flat_logprobs: bool = False,
-        vllm_sampling_logprobs: str = "always",
-        fold_old_logprobs: bool = False,
-        pause_gc_in_generation: bool = False,
-        gradient_checkpointing_auto: bool = False,
-        completions_log_max_per_step: int | None = None,
-        dynamic_sampling: bool = False,
-        dynamic_sampling_max_rounds: int = 3,
-        memory_check: str = "error",
-        **kwargs,
-    ):
-        # The defaults are TRL's behaviour; the recipes' (ScriptArguments) defaults are open_grpo's.
+    def __init__(self, *args, **kwargs):
+        # Every option is a field of the OpenGRPOConfig given as `args` (grpo_config.py), read as self.args.<option>.
         training_args = kwargs["args"]
-        if gradient_checkpointing_auto:
-            why = activation_checkpointing.decide(training_args, max_prompt_tokens, kwargs.get("model"),
-                                                  kwargs.get("peft_config"), kwargs.get("quantization_config"))  # fmt: skip
+        if not isinstance(training_args, OpenGRPOConfig):
+            raise TypeError(f"OpenGRPOTrainer needs args=OpenGRPOConfig(...), got {type(training_args).__name__}")
+        model = kwargs.get("model")
+        if training_args.gradient_checkpointing_auto:
+            why = activation_checkpointing.decide(training_args, model, kwargs.get("peft_config"),
+                                                  kwargs.get("quantization_config"))  # fmt: skip
             if training_args.process_index == 0:
                 logger.info(why)
+        max_prompt_tokens = training_args.max_prompt_tokens
         if training_args.use_vllm and training_args.vllm_max_model_length is None and max_prompt_tokens:
             training_args.vllm_max_model_length = max_prompt_tokens + training_args.max_completion_length
-        if training_args.use_vllm and isinstance(kwargs.get("model"), str):
-            check_at_start(training_args, max_prompt_tokens, kwargs["model"], memory_check, vllm_allreduce_fusion,
-                           kwargs.get("peft_config"), kwargs.get("quantization_config"))  # fmt: skip
-        self.vllm_engine_kwargs = dict(vllm_engine_kwargs or {})
+        if training_args.use_vllm and isinstance(model, str):
+            check_at_start(training_args, model, kwargs.get("peft_config"), kwargs.get("quantization_config"))
+        self.vllm_engine_kwargs = dict(training_args.vllm_engine_kwargs or {})
         if training_args.use_vllm and training_args.vllm_mode == "colocate":
             self.vllm_engine_kwargs, why = allreduce.apply(
-                training_args.vllm_tensor_parallel_size, vllm_allreduce_fusion, self.vllm_engine_kwargs
+                training_args.vllm_tensor_parallel_size, training_args.vllm_allreduce_fusion, self.vllm_engine_kwargs
             )
             if why and training_args.process_index == 0:
                 logger.info("tensor parallel all-reduce: %s", why)
@@ -107,25 +85,25 @@ class OpenGRPOTrainer(GRPOTrainer):
         self.eval_rewards = EvalRewards()
         num_params = sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for p in self.model.parameters())
         self.telemetry = StepTelemetry(num_params)
-        self._fold_old_logprobs, why_not = (
-            folded_logprobs.fold_applies(self.args) if fold_old_logprobs else (False, "")
-        )
+        fold = self.args.fold_old_logprobs
+        self._fold_old_logprobs, why_not = folded_logprobs.fold_applies(self.args) if fold else (False, "")
         self._loss_inputs = None  # the micro-batch whose loss is being computed, while folding
-        if fold_old_logprobs and not self._fold_old_logprobs and self.args.process_index == 0 and why_not:
+        if fold and not self._fold_old_logprobs and self.args.process_index == 0 and why_not:
             logger.info("fold_old_logprobs: TRL's old-logprob pass kept (%s)", why_not)
         self.completions_log = None
         if self.log_completions:
-            self.completions_log = CompletionsLog(self.args.output_dir, completions_log_max_per_step,
+            self.completions_log = CompletionsLog(self.args.output_dir, self.args.completions_log_max_per_step,
                                                   self.reward_weights.tolist(), self.accelerator.is_main_process)  # fmt: skip
             self.add_callback(self.completions_log)
         self.dynamic_sampler = None
-        if dynamic_sampling:
-            self.dynamic_sampler = DynamicSampler(self.num_generations, dynamic_sampling_max_rounds, self.args.seed)
+        if self.args.dynamic_sampling:
+            self.dynamic_sampler = DynamicSampler(
+                self.num_generations, self.args.dynamic_sampling_max_rounds, self.args.seed
+            )
         if self.use_vllm:
             gen = self.vllm_generation
-            colocated.use_batched_sync(gen, vllm_sync_chunk_mib, self.model)
-            changed = generation.apply(gen, self.args, detokenize=vllm_detokenize, flat_logprobs=vllm_flat_logprobs,
-                                       sampling_logprobs=vllm_sampling_logprobs, pause_gc=pause_gc_in_generation)  # fmt: skip
+            colocated.use_batched_sync(gen, self.args.vllm_sync_chunk_mib, self.model)
+            changed = generation.apply(gen, self.args)
             if changed and self.args.process_index == 0:
                 logger.info("colocated vLLM sampling: %s", "; ".join(changed))
             if gen.mode == "colocate":

@@ -27,6 +27,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..errors import EXIT_CONFIG_ERROR, EXIT_OK
 from ..models import resolve_model
 from ..preflight import model_facts
 from ..shipped import accelerate_config
@@ -166,14 +167,14 @@ def run(args, argv: list[str]) -> int:
     problems = usage_problems(args)
     if problems:
         print(f"open-grpo bench: {'; '.join(problems)}. Rows: {', '.join(ROWS)}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG_ERROR
     order = run_order(args.rows, args.baseline, args.repeats)
     _stop_on_sigterm()
     import torch
 
     if not torch.cuda.is_available():
         print("open-grpo bench needs a CUDA GPU (see docs/PERFORMANCE.md for measured results)", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG_ERROR
 
     bench_shape = (args.shape, args.per_device, args.completion_len, args.prompt_len) == ("1.5b", 16, 1024, 512)
     ceilings = measure_ceilings()
@@ -221,7 +222,7 @@ def run(args, argv: list[str]) -> int:
     plot(result["rows"], result["summary"], args.baseline, path.with_suffix(".png"), title, floor["floor_s"])
     print(table(result["rows"], result["summary"], args.baseline))
     print(f"[bench] wrote {path} and {path.with_suffix('.png')}")
-    return 0
+    return EXIT_OK
 
 
 def _versions() -> dict:

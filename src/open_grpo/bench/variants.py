@@ -37,19 +37,3 @@ ROWS: dict[str, dict] = {
     },
     "hf-generate": {"kind": "trl", "keys": {"use_vllm": False}},
 }
-
-
-def recipe_overrides(keys: dict) -> list[str]:
-    """Recipe keys as `--key value` overrides for open_grpo's recipe loading (mappings as JSON)."""
-    import json
-
-    words = []
-    for key, value in keys.items():
-        if isinstance(value, (dict, list)):
-            text = json.dumps(value)
-        elif isinstance(value, bool):
-            text = str(value).lower()
-        else:
-            text = str(value)
-        words += [f"--{key}", text]
-    return words

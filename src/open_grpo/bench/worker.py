@@ -14,12 +14,14 @@ import statistics
 import tempfile
 import time
 
-from ..config import load_recipe
-from ..rewards.registry import build_rewards, parse_reward_specs
-from ..trainer import OpenGRPOTrainer, trainer_options
-from .variants import REFERENCE_RECIPE, ROWS, recipe_overrides
+from ..recipe import load_recipe, recipe_from_keys
+from ..recipe.options import trl_behaviour
+from ..recipe.overrides import to_words
+from ..trainer_builder import build_trainer
+from .variants import REFERENCE_RECIPE, ROWS
 
 START = time.time()  # start-up (imports, model, engine) is measured from here
+BENCH_DATASET = "open_grpo.bench.worker:build_dataset"  # a TRL row's `dataset_name`: the rows train on build_dataset
 
 
 def build_dataset(tokenizer, n_prompts: int, prompt_tokens: int, seed: int):
@@ -56,33 +58,18 @@ def workload(args, output_dir: str, gpu: bool) -> dict:
     }
 
 
-def trl_trainer_args(row: dict, args, output_dir: str, gpu: bool) -> tuple:
-    """(GRPOConfig, OpenGRPOTrainer options, rewards) for a plain-TRL row: TRL's defaults, the workload, the row."""
-    from trl import GRPOConfig
-
-    config = {**workload(args, output_dir, gpu), "bf16": gpu, "vllm_mode": "colocate", **row["keys"]}
-    config["model_init_kwargs"] = {"dtype": "bfloat16" if gpu else "float32"}
-    rewards, weights = build_rewards(parse_reward_specs([{"name": "accuracy"}, {"name": "format"}]))
-    return GRPOConfig(**config, reward_weights=weights), {}, rewards
-
-
-def recipe_trainer_args(row: dict, args, output_dir: str, gpu: bool, model_path: str) -> tuple:
-    """(GRPOConfig, OpenGRPOTrainer options, rewards) for a recipe row: the reference recipe through open_grpo's
-    recipe loading, the workload and the row's keys as overrides."""
-    keys = {**workload(args, output_dir, gpu), "model_name_or_path": model_path, "max_prompt_tokens": args.prompt_len,
-            "save_final_model": False, **({} if gpu else {"dtype": "float32"}), **row["keys"]}  # fmt: skip
-    cfg = load_recipe(REFERENCE_RECIPE, recipe_overrides(keys))
-    script, training, model_args = cfg.script, cfg.training, cfg.model
-    specs = parse_reward_specs(script.rewards, script.reward_funcs, training.reward_weights)
-    rewards, training.reward_weights = build_rewards(specs)
-    training.model_init_kwargs = {  # as open_grpo.train builds them
-        "revision": model_args.model_revision,
-        "trust_remote_code": training.trust_remote_code,
-        "attn_implementation": model_args.attn_implementation,
-        "dtype": model_args.dtype,
-        **(training.model_init_kwargs or {}),
-    }
-    return training, trainer_options(script), rewards
+def row_recipe(row: dict, args, output_dir: str, gpu: bool, model_path: str):
+    """The checked recipe of a row. A recipe row: the reference recipe through open_grpo's recipe loading, the workload
+    and the row's keys as overrides. A TRL row: TRL's defaults, open_grpo's options at TRL's behaviour
+    (`trl_behaviour`), the workload and the row's keys."""
+    if row["kind"] == "recipe":
+        keys = {**workload(args, output_dir, gpu), "model_name_or_path": model_path, "max_prompt_tokens": args.prompt_len,
+                "save_final_model": False, **({} if gpu else {"dtype": "float32"}), **row["keys"]}  # fmt: skip
+        return load_recipe(REFERENCE_RECIPE, to_words(keys))
+    model = {"model_name_or_path": model_path, "dtype": "bfloat16" if gpu else "float32"}
+    keys = {**workload(args, output_dir, gpu), **model, "bf16": gpu, "vllm_mode": "colocate", **trl_behaviour(),
+            "rewards": [{"name": "accuracy"}, {"name": "format"}], "dataset_name": BENCH_DATASET, **row["keys"]}  # fmt: skip
+    return recipe_from_keys(keys, source=f"bench row {args.row}")
 
 
 def summarize(name: str, timed: list[dict], config: dict, card: str, world: int) -> dict:
@@ -135,27 +122,18 @@ def main(argv: list[str] | None = None) -> None:
         os.environ.get("OPEN_GRPO_BENCH_TMP", os.path.join(tempfile.gettempdir(), "open-grpo-bench")),
         f"out-{args.row}",
     )
-    if row["kind"] == "recipe":
-        config, options, rewards = recipe_trainer_args(row, args, output_dir, gpu, args.model)
-    else:
-        config, options, rewards = trl_trainer_args(row, args, output_dir, gpu)
+    recipe = row_recipe(row, args, output_dir, gpu, args.model)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     dataset = build_dataset(tokenizer, 512, args.prompt_len // 2, seed=0)
     # A recipe that evaluates (eval_on_start, eval_steps) gets a small eval set of the same kind: its evaluation runs
     # as in training (before the first step; eval_steps lies past the bench's steps) and is kept out of the telemetry.
-    evaluates = config.eval_strategy != "no" or config.eval_on_start
+    evaluates = recipe.training.eval_strategy != "no" or recipe.training.eval_on_start
     eval_dataset = build_dataset(tokenizer, 8, args.prompt_len // 2, seed=1) if evaluates else None
-    # TRL rows run through OpenGRPOTrainer too, for its phase timers: with no options it adds no engine kwargs, no
-    # length cap and TRL's own weight sync and sampling, so they behave exactly as plain GRPOTrainer.
-    trainer = OpenGRPOTrainer(
-        model=args.model,
-        reward_funcs=rewards,
-        args=config,
-        train_dataset=dataset,
-        eval_dataset=eval_dataset,
-        processing_class=tokenizer,
-        **options,
-    )
+    # TRL rows run through OpenGRPOTrainer too, for its phase timers: with its options at TRL's behaviour it adds no
+    # engine kwargs, no length cap and TRL's own weight sync and sampling, so they behave exactly as plain GRPOTrainer.
+    trainer = build_trainer(recipe, tokenizer=tokenizer, train_dataset=dataset, eval_dataset=eval_dataset,
+                            model_path=args.model)  # fmt: skip
+    config = trainer.args
     startup_s = time.time() - START
     trainer.train()
     timed = [h for h in trainer.state.log_history if "time/step" in h][args.warmup :]

@@ -7,11 +7,12 @@
     open-grpo rewards                                 every registered reward
     open-grpo recipes                                 the recipes found
 
-Exit codes: 0 done; 1 a check failed (the plan does not fit, a layout is refused); 2 a configuration, data or usage
-error, with the message on stderr. `python -m open_grpo.cli ...` is the same command.
+Exit codes (errors.py): 0 done; 1 a check failed (the plan does not fit, a layout is refused); 2 a configuration,
+data or usage error, every problem listed on stderr; 75 stopped for a requeue. `python -m open_grpo.cli ...` is the
+same command.
 
-Each subcommand imports what it runs (torch, TRL, vLLM) inside `run`: `open-grpo --help` and `open-grpo recipes`
-answer in a second.
+Each subcommand imports what it runs (torch, TRL, vLLM) inside `run`: `open-grpo --help`, `recipes`, `rewards` and
+`check` import no torch and answer in a second.
 """
 
 from __future__ import annotations
@@ -19,11 +20,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..config import RecipeError
+from ..errors import EXIT_CONFIG_ERROR, RecipeError
 from . import bench, check, launch_args, recipes, rewards, train
 
 COMMANDS = (train, check, launch_args, bench, rewards, recipes)
-USAGE_ERROR = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,4 +53,4 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args, rest)
     except RecipeError as e:
         print(f"open-grpo {args.command}: {e}", file=sys.stderr)
-        return USAGE_ERROR
+        return EXIT_CONFIG_ERROR

@@ -5,17 +5,16 @@
     open-grpo check qwen-math-1.5b --per_device_train_batch_size 8   # any recipe key as an override
     open-grpo check qwen-math-1.5b --json                   # one JSON object on stdout, for scripts
 
-Prints the process layout (data-parallel replicas, tensor-parallel groups of consecutive ranks), the batch
-arithmetic for the target world size and a memory plan per GPU in named terms; exits 1 listing every problem. The
-trainer runs the same checks at start-up with the real world size and cards. Card memory: --gpu-mem-gib, else this
+Checks the recipe as strictly as training does, for the target world size (every problem listed, exit 2), then
+prints the process layout (data-parallel replicas, tensor-parallel groups of consecutive ranks), the batch
+arithmetic and a memory plan per GPU in named terms; exits 1 listing every problem of the plan. The trainer runs the
+same checks at start-up with the real world size and cards. Card memory: --gpu-mem-gib, else this
 machine's GPU, else 80 GiB (said so). A model whose config.json is neither local nor in the local hub cache nor in
 the built-in table is checked without its memory plan (said so).
 """
 
 NAME = "check"
 HELP = "preflight: layout, batch arithmetic, memory plan (offline, no GPU needed)"
-CHECK_FAILED = 1
-USAGE_ERROR = 2
 
 
 def add_arguments(p) -> None:
@@ -34,9 +33,10 @@ def run(args, overrides: list[str]) -> int:
     import json
     import sys
 
-    from ..config import RecipeError, load_recipe
+    from ..errors import EXIT_CHECK_FAILED, EXIT_CONFIG_ERROR, EXIT_OK, RecipeError
     from ..gpus import card_memory_gib
     from ..preflight import ZERO_STAGE, layout_problems
+    from ..recipe import load_recipe
     from ..recipe_plan import plan_recipe
 
     usage = layout_problems(args.gpus_per_node, args.nodes)
@@ -46,9 +46,9 @@ def run(args, overrides: list[str]) -> int:
         if args.json:
             print(json.dumps({"errors": usage, "warnings": [], "layout": None, "memory_gib": None}))
         print("open-grpo check: " + "; ".join(usage), file=sys.stderr)
-        return USAGE_ERROR
+        return EXIT_CONFIG_ERROR
     try:
-        recipe = load_recipe(args.recipe, overrides, for_planning=True)
+        recipe = load_recipe(args.recipe, overrides, world_size=args.gpus_per_node * args.nodes)
         gpu_mem, source = (args.gpu_mem_gib, "--gpu-mem-gib") if args.gpu_mem_gib else card_memory_gib()
         result = plan_recipe(recipe, gpus_per_node=args.gpus_per_node, nodes=args.nodes, gpu_mem_gib=gpu_mem,
                              zero_stage=ZERO_STAGE[args.accelerate])  # fmt: skip
@@ -57,8 +57,8 @@ def run(args, overrides: list[str]) -> int:
             raise
         print(json.dumps({"errors": e.problems, "warnings": [], "layout": None, "memory_gib": None}))
         print(f"open-grpo check: {e}", file=sys.stderr)
-        return USAGE_ERROR
-    code = CHECK_FAILED if result.errors else 0
+        return EXIT_CONFIG_ERROR
+    code = EXIT_CHECK_FAILED if result.errors else EXIT_OK
     if args.json:
         print(
             result.to_json(recipe=str(recipe.path), accelerate=args.accelerate, card_memory_source=source, ok=not code)

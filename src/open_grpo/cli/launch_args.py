@@ -15,7 +15,6 @@ import sys
 
 NAME = "launch-args"
 HELP = "shell assignments for a job script (slurm/train.sbatch): layout, port, launch command"
-CHECK_FAILED = 1
 
 
 def add_arguments(p) -> None:
@@ -34,6 +33,7 @@ def add_arguments(p) -> None:
 
 
 def run(args, extra: list[str]) -> int:
+    from ..errors import EXIT_CHECK_FAILED, EXIT_OK
     from ..launch import launch_args
     from ..preflight import PlanFailed
 
@@ -51,9 +51,9 @@ def run(args, extra: list[str]) -> int:
         )
     except PlanFailed as e:
         print(f"open-grpo launch-args: {e}", file=sys.stderr)
-        return CHECK_FAILED
+        return EXIT_CHECK_FAILED
     for note in notes:
         print(f"open-grpo launch-args: {note}", file=sys.stderr)
     for key, value in values.items():
         print(f"{key}={shlex.quote(value)}")
-    return 0
+    return EXIT_OK

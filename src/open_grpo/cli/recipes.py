@@ -1,6 +1,6 @@
 """The recipes found: ./recipes, $OPEN_GRPO_RECIPES and the ones shipped with the package."""
 
-from ..errors import UsageError
+from ..errors import EXIT_OK, UsageError
 
 NAME = "recipes"
 HELP = "list recipes"
@@ -13,7 +13,7 @@ def add_arguments(p) -> None:
 def run(args, rest: list[str]) -> int:
     if rest:
         raise UsageError(f"unrecognized arguments: {' '.join(rest)}")
-    from ..config import available_recipes
+    from ..recipe import available_recipes
 
     print("\n".join(available_recipes()))
-    return 0
+    return EXIT_OK

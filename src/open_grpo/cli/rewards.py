@@ -1,6 +1,6 @@
 """Every reward registered through the `open_grpo.rewards` entry points: source, parameters, description."""
 
-from ..errors import UsageError
+from ..errors import EXIT_OK, UsageError
 
 NAME = "rewards"
 HELP = "list registered rewards"
@@ -23,4 +23,4 @@ def run(args, rest: list[str]) -> int:
             continue
         params = ", ".join(f"{k}={v!r}" for k, v in info.params.items()) or "-"
         print(f"{name}  [{info.distribution}: {info.target}]\n    {info.doc}\n    parameters: {params}")
-    return 0
+    return EXIT_OK

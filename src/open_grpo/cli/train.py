@@ -4,6 +4,8 @@ For several GPUs, start it under a launcher: `make train RECIPE=... NUM_GPUS=n` 
 `accelerate launch --config_file accelerate_configs/zero3.yaml -m open_grpo.train --config RECIPE`.
 """
 
+from ..errors import EXIT_OK
+
 NAME = "train"
 HELP = "train in this process"
 
@@ -16,4 +18,4 @@ def run(args, overrides: list[str]) -> int:
     from ..train import main
 
     main(args.recipe, overrides)
-    return 0
+    return EXIT_OK

@@ -24,7 +24,8 @@ import ctypes
 import os
 from collections.abc import Mapping
 
-CHOICES = ("auto", "off", "trtllm", "vllm")
+from ..recipe.options import ALLREDUCE_FUSION_CHOICES
+
 BACKEND_ENV = "VLLM_FLASHINFER_ALLREDUCE_BACKEND"
 CU_DEVICE_ATTRIBUTE_MULTICAST_SUPPORTED = 132
 
@@ -87,8 +88,8 @@ def allreduce_settings(
     nodes: int = 1,
 ) -> tuple[dict[str, str], dict, str | None]:
     """(environment variables to set, vLLM engine kwargs to merge, why) for the colocated engine on `nodes` nodes."""
-    if choice not in CHOICES:
-        raise ValueError(f"vllm_allreduce_fusion must be one of {', '.join(CHOICES)}, got {choice!r}")
+    if choice not in ALLREDUCE_FUSION_CHOICES:
+        raise ValueError(f"vllm_allreduce_fusion must be one of {', '.join(ALLREDUCE_FUSION_CHOICES)}, got {choice!r}")
     if tp_size <= 1 or choice == "vllm":
         return {}, {}, None
     problem = multi_node_problem(tp_size, choice, nodes)

@@ -13,27 +13,9 @@ a budget a recipe sets above it is a recipe error.
 
 from __future__ import annotations
 
+from ..recipe.rules_training import batched_tokens_limit, batched_tokens_problem
+
 TRL_BATCHED_TOKENS = 4096  # what TRL 1.16 passes to its colocated `vllm.LLM`
-
-
-def batched_tokens_limit(max_num_seqs: int, max_model_len: int) -> int:
-    """The largest `max_num_batched_tokens` vLLM 0.26's dummy runs can spread over `max_num_seqs` requests of at
-    most `max_model_len` tokens."""
-    return max_num_seqs * max_model_len
-
-
-def batched_tokens_problem(requested: int | None, max_num_seqs: int, max_model_len: int | None) -> str | None:
-    """Why a recipe's `vllm_engine_kwargs.max_num_batched_tokens` would crash the engine at start-up, or None."""
-    if requested is None or max_model_len is None:
-        return None
-    limit = batched_tokens_limit(max_num_seqs, max_model_len)
-    if requested <= limit:
-        return None
-    return (
-        f"vllm_engine_kwargs.max_num_batched_tokens {requested} is more than max_num_seqs {max_num_seqs} x "
-        f"max_model_len {max_model_len} = {limit}: vLLM 0.26's start-up dummy runs then overrun the block table "
-        f"(illegal memory access); set it to at most {limit}, or leave it unset"
-    )
 
 
 def safe_engine_kwargs(kwargs: dict, user_set: bool) -> tuple[dict, str | None]:

@@ -19,8 +19,6 @@ from __future__ import annotations
 import functools
 import gc
 
-SAMPLING_LOGPROBS = ("auto", "always")
-
 
 def sampling_logprobs_read(args) -> bool:
     """Whether TRL 1.16's loss or metrics read vLLM's sampled-token logprobs for this config."""
@@ -62,33 +60,23 @@ def gc_paused(fn):
     return run
 
 
-def apply(
-    gen,
-    args,
-    *,
-    detokenize: bool = True,
-    flat_logprobs: bool = False,
-    sampling_logprobs: str = "always",
-    pause_gc: bool = False,
-) -> list[str]:
-    """Set the colocated engine's sampling options; returns what changed from TRL's behaviour, one line each."""
-    if sampling_logprobs not in SAMPLING_LOGPROBS:
-        raise ValueError(
-            f"vllm_sampling_logprobs must be one of {', '.join(SAMPLING_LOGPROBS)}, got {sampling_logprobs!r}"
-        )
+def apply(gen, args) -> list[str]:
+    """Set the colocated engine's sampling options from `args` (OpenGRPOConfig: vllm_detokenize, vllm_flat_logprobs,
+    vllm_sampling_logprobs, pause_gc_in_generation); returns what changed from TRL's behaviour, one line each."""
     if gen.mode != "colocate":
         return []
+    detokenize, flat_logprobs = args.vllm_detokenize, args.vllm_flat_logprobs
     changed = []
     if not detokenize or flat_logprobs:
         gen.generation_kwargs = sampling_params_merged(gen.generation_kwargs, detokenize, flat_logprobs)
         changed.append(
             f"detokenize={gen.generation_kwargs['detokenize']}, flat_logprobs={gen.generation_kwargs['flat_logprobs']}"
         )
-    if sampling_logprobs == "auto" and not sampling_logprobs_read(args):
+    if args.vllm_sampling_logprobs == "auto" and not sampling_logprobs_read(args):
         gen.logprobs = None
         gen.generate = without_sampling_logprobs(gen.generate)
         changed.append("no sampled-token logprobs (neither the IS correction nor the off-policy mask reads them)")
-    if pause_gc:
+    if args.pause_gc_in_generation:
         gen.generate = gc_paused(gen.generate)
         changed.append("garbage collection paused during generation")
     return changed

@@ -11,9 +11,9 @@ distributions, a plugin that fails to import, an unknown parameter) is raised at
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import logging
+import math
 import signal
 import threading
 from collections import Counter
@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
+from ..errors import did_you_mean
 from .events import collecting, note
 from .limits import RewardTimeout, TimeLimitedCaller, as_score, default_time_limit
 
@@ -86,8 +87,7 @@ def load_reward(name: str) -> RewardInfo:
         candidates = _discover().get(name)
         if not candidates:
             names = reward_names()
-            close = difflib.get_close_matches(name, names, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(name, names)
             raise RewardSpecError([f"Unknown reward {name!r}.{hint} Available: {', '.join(names)}"])
         if len(candidates) > 1:
             dists = " and ".join(f"{d!r} ({ep.value})" for d, ep in candidates)
@@ -152,8 +152,8 @@ def parse_reward_specs(rewards, reward_funcs=None, reward_weights=None) -> list[
             problems.extend(f"{where}: {p}" for p in e.problems)
             continue
         weight, on_error = entry.get("weight", 1.0), entry.get("on_error", "none")
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
-            problems.append(f"{where} ({name}): 'weight' must be a number, got {weight!r}")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+            problems.append(f"{where} ({name}): 'weight' must be a finite number, got {weight!r}")
         if on_error not in ON_ERROR:
             problems.append(f"{where} ({name}): 'on_error' must be one of {', '.join(ON_ERROR)}, got {on_error!r}")
         time_limit = entry.get("time_limit")
@@ -166,8 +166,7 @@ def parse_reward_specs(rewards, reward_funcs=None, reward_weights=None) -> list[
         allowed = info.params
         for key, value in params.items():
             if key not in allowed:
-                close = difflib.get_close_matches(key, list(allowed), n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
+                hint = did_you_mean(key, allowed)
                 known = ", ".join(allowed) or "none"
                 problems.append(f"{where} ({name}): unknown parameter {key!r}.{hint} Its parameters: {known}")
             elif not _same_kind(value, allowed[key]):

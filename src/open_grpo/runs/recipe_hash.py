@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
-
-import yaml
 
 # Keys that may change while the same run continues (its length, cadence, where it reports), and the layout keys,
 # which have their own check and message. Every other key the recipe sets is in the recipe hash.
@@ -19,12 +16,10 @@ NOT_HASHED = frozenset(
 )  # fmt: skip
 
 
-def recipe_hash(cfg, overrides=()) -> str:
-    """A hash of the values of every key the recipe file and the overrides set, less `NOT_HASHED`."""
-    keys = set(yaml.safe_load(Path(cfg.path).read_text()) or {})
-    keys |= {w[2:].split("=", 1)[0].replace("-", "_") for w in overrides if w.startswith("--")}
+def recipe_hash(cfg) -> str:
+    """A hash of the values of every key the recipe file and the overrides set (`cfg.given`), less `NOT_HASHED`."""
     values = {}
-    for key in sorted(keys - NOT_HASHED):
+    for key in sorted(set(cfg.given) - NOT_HASHED):
         owner = next((obj for obj in (cfg.script, cfg.training, cfg.model) if hasattr(obj, key)), None)
         if owner is not None:
             values[key] = getattr(owner, key)
