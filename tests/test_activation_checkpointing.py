@@ -41,7 +41,7 @@ def test_decided_by_the_memory_plan(monkeypatch, card_gib, expected):
     r = load_recipe("qwen-math-1.5b")
     facts = preflight.model_facts("Qwen/Qwen2.5-Math-1.5B")
 
-    def plan_on_card(training, model_path, *configs):
+    def plan_on_card(training, model_path, **configs):
         return preflight.plan(training, training.max_prompt_tokens, facts, gpus_per_node=1, nodes=1, gpu_mem_gib=card_gib,
                               zero_stage=0)  # fmt: skip
 
@@ -53,7 +53,7 @@ def test_decided_by_the_memory_plan(monkeypatch, card_gib, expected):
 
 def test_no_plan_keeps_it_on(monkeypatch):
     r = load_recipe("qwen-math-1.5b")
-    monkeypatch.setattr(preflight, "runtime_plan", lambda *a: None)  # no GPU here
+    monkeypatch.setattr(preflight, "runtime_plan", lambda *a, **kw: None)  # no GPU here
     assert "on" in decide(r.training, "random:tiny") and r.training.gradient_checkpointing is True
 
 

@@ -110,7 +110,7 @@ def test_gradient_checkpointing_auto_plans_the_lora_run(write_recipe, monkeypatc
     class Planned(Exception):
         pass
 
-    def runtime_plan(training, max_prompt_tokens, model_path, **configs):
+    def runtime_plan(training, model_path, **configs):
         seen.update(configs)
         raise Planned
 

@@ -103,7 +103,7 @@ def test_a_larger_max_steps_keeps_the_finished_model(write_recipe, finished_with
     """It starts a new run (nothing to continue from), saying so once, and the old final model moves aside."""
     out = finished_without_checkpoint
     cfg = _cfg(write_recipe, max_steps=8)
-    monkeypatch.setattr(type(cfg.training), "process_index", property(lambda self: 1))
+    monkeypatch.setenv("RANK", "1")
     assert resume.plan(cfg).move_aside_to is not None and not caplog.records  # only rank 0 says so
     monkeypatch.undo()
     plan = resume.plan(cfg)

@@ -36,6 +36,8 @@ def decide(training, model_path, peft_config=None, quantization_config=None) -> 
     training.gradient_checkpointing = False
     plan = None
     if isinstance(model_path, str):
-        plan = preflight.runtime_plan(training, model_path, peft_config, quantization_config)
+        plan = preflight.runtime_plan(
+            training, model_path, peft_config=peft_config, quantization_config=quantization_config
+        )
     training.gradient_checkpointing, why = choice(plan)
     return f"gradient_checkpointing auto -> {why}"

@@ -8,7 +8,8 @@ import copy
 
 from .lora import adapter_plan
 from .model_shapes import find_shape
-from .preflight import Plan, batch_plan, plan
+from .preflight import Plan, plan
+from .recipe.world_size import generation_batch
 
 
 def plan_recipe(recipe, *, gpus_per_node: int, nodes: int, gpu_mem_gib: float, zero_stage: int) -> Plan:
@@ -46,7 +47,7 @@ def cpu_plan(training) -> Plan:
                    "--nodes and --accelerate do not apply)")  # fmt: skip
     if training.use_vllm:
         p.errors.append("'use_vllm: true' needs a GPU, and the recipe says 'use_cpu: true': set 'use_vllm: false'")
-    batch, problems = batch_plan(training, 1)
+    batch, problems = generation_batch(training, 1)
     p.errors += problems
     p.lines.append("== batch")
     p.lines.append(f"per optimizer step: {batch['completions_per_step']} completions = {batch['prompts_per_step']:g} "

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -96,7 +97,7 @@ def plan(cfg) -> Plan:
         "run_id": time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3),
         "recipe_hash": recipe_hash(cfg),
     }
-    logger.disabled = cfg.training.process_index != 0  # every rank plans; rank 0 says what it found
+    logger.disabled = int(os.environ.get("RANK", "0")) != 0  # every rank plans; rank 0 says what it found
     try:
         result = _decide(cfg.script, cfg.training, current_layout(cfg.training), fresh, of_recipe(cfg.model))
     finally:
