@@ -20,6 +20,8 @@ from .errors import RecipeError
 from .lora import adapter_plan, trainer_adapter_plan
 from .memory_plan import GIB, describe, fits_one_gpu, memory_plan
 from .model_shapes import ModelShape, find_shape
+from .rewards.registry import parse_reward_specs
+from .rewards.reward_model import loaded_sizes, planned_reward_models
 
 logger = logging.getLogger(__name__)
 
@@ -118,10 +120,11 @@ def plan(
     model_dtype: str | None = "bfloat16",
     shape_note: str = "",
     adapter=None,
+    reward_models=(),
 ) -> Plan:
     """Layout, batch arithmetic and memory per GPU for a recipe on `nodes` x `gpus_per_node` cards. A None `shape`
     (a model the preflight cannot see) skips the checks that need it, saying why (`shape_note`). `adapter`: a
-    `lora.AdapterPlan` for a LoRA run."""
+    `lora.AdapterPlan` for a LoRA run; `reward_models`: `rewards.reward_model.RewardModelSize`s."""
     p = Plan()
     world = gpus_per_node * nodes
     colocate = training.use_vllm and training.vllm_mode == "colocate"
@@ -182,7 +185,7 @@ def plan(
         return p
     mem = memory_plan(training, shape, world=world, tp=tp, zero_stage=zero_stage, seq_len=seq_len,
                       sequences_per_engine=sequences_per_engine, gpu_mem_gib=gpu_mem_gib, model_dtype=model_dtype,
-                      colocate=colocate, adapter=adapter)  # fmt: skip
+                      colocate=colocate, adapter=adapter, reward_models=reward_models)  # fmt: skip
     if adapter is not None:
         p.lines.append(adapter.describe(shape.num_params) + "; gradients and optimizer state for the adapter only")
     _judge_memory(p, mem, shape, tp=tp, world=world, zero_stage=zero_stage, gpu_mem_gib=gpu_mem_gib,
@@ -240,6 +243,7 @@ def runtime_plan(
     allreduce_fusion="auto",
     peft_config=None,
     quantization_config=None,
+    reward_models=(),
 ) -> Plan | None:
     """The same checks on the real world size and cards (called by the trainer before it builds vLLM)."""
     import torch
@@ -255,15 +259,16 @@ def runtime_plan(
     return plan(training, max_prompt_tokens, shape, gpus_per_node=local, nodes=max(1, world // local),
                 gpu_mem_gib=mem, zero_stage=zero, memory_check=memory_check, allreduce_fusion=allreduce_fusion,
                 model_dtype=str(dtype).removeprefix("torch."), shape_note=where,
-                adapter=shape and trainer_adapter_plan(shape, peft_config, quantization_config))  # fmt: skip
+                adapter=shape and trainer_adapter_plan(shape, peft_config, quantization_config),
+                reward_models=reward_models)  # fmt: skip
 
 
 def check_at_start(training, max_prompt_tokens, model_path, memory_check="error", allreduce_fusion="auto",
-                   peft_config=None, quantization_config=None) -> None:  # fmt: skip
+                   peft_config=None, quantization_config=None, reward_funcs=()) -> None:  # fmt: skip
     """`open-grpo check` on the real world size and cards, before vLLM or the model is built (the trainer calls it).
     Logs the plan on the main process; raises `RecipeError` for its errors."""
     result = runtime_plan(training, max_prompt_tokens, model_path, memory_check, allreduce_fusion, peft_config,
-                          quantization_config)  # fmt: skip
+                          quantization_config, loaded_sizes(reward_funcs))  # fmt: skip
     if result is None:
         return
     if training.process_index == 0:
@@ -275,7 +280,12 @@ def check_at_start(training, max_prompt_tokens, model_path, memory_check="error"
 def plan_recipe(recipe, *, gpus_per_node: int, nodes: int, gpu_mem_gib: float, zero_stage: int) -> Plan:
     """`plan` for a parsed recipe (config.Recipe): its model's shape, memory_check, all-reduce choice and dtype."""
     shape, where = find_shape(recipe.model.model_name_or_path, recipe.model.model_revision)
-    return plan(recipe.training, recipe.script.max_prompt_tokens, shape, gpus_per_node=gpus_per_node, nodes=nodes,
-                gpu_mem_gib=gpu_mem_gib, zero_stage=zero_stage, memory_check=recipe.script.memory_check,
-                allreduce_fusion=recipe.script.vllm_allreduce_fusion, model_dtype=recipe.model.dtype,
-                shape_note=where, adapter=shape and adapter_plan(shape, recipe.model))  # fmt: skip
+    specs = parse_reward_specs(recipe.script.rewards, recipe.script.reward_funcs, recipe.training.reward_weights)
+    reward_models, unsized = planned_reward_models(specs)
+    result = plan(recipe.training, recipe.script.max_prompt_tokens, shape, gpus_per_node=gpus_per_node, nodes=nodes,
+                  gpu_mem_gib=gpu_mem_gib, zero_stage=zero_stage, memory_check=recipe.script.memory_check,
+                  allreduce_fusion=recipe.script.vllm_allreduce_fusion, model_dtype=recipe.model.dtype,
+                  shape_note=where, adapter=shape and adapter_plan(shape, recipe.model),
+                  reward_models=reward_models)  # fmt: skip
+    result.warnings += unsized
+    return result

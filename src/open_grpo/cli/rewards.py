@@ -13,6 +13,8 @@ def add_arguments(p) -> None:
 def run(args, rest: list[str]) -> int:
     if rest:
         raise UsageError(f"unrecognized arguments: {' '.join(rest)}")
+    from inspect import Parameter
+
     from ..rewards.registry import RewardSpecError, load_reward, reward_names
 
     for name in reward_names():
@@ -21,6 +23,6 @@ def run(args, rest: list[str]) -> int:
         except RewardSpecError as e:
             print(f"{name}\n    ERROR: {e}")
             continue
-        params = ", ".join(f"{k}={v!r}" for k, v in info.params.items()) or "-"
+        params = ", ".join(k if v is Parameter.empty else f"{k}={v!r}" for k, v in info.params.items()) or "-"
         print(f"{name}  [{info.distribution}: {info.target}]\n    {info.doc}\n    parameters: {params}")
     return 0
