@@ -18,7 +18,7 @@ import shlex
 from . import gpus as machine_gpus
 from . import shipped
 from .config import RecipeError, load_recipe
-from .preflight import ZERO_STAGE, PlanFailed, layout_problems, plan_recipe
+from .preflight import DEEPSPEED_CONFIGS, ZERO_STAGE, PlanFailed, layout_problems, plan_recipe
 
 # The rendezvous port of a job: derived from the job id, so two jobs sharing a node differ, inside 20000-28999:
 # below Linux's ephemeral range (32768-60999, where the kernel hands out the ports of outgoing connections, so a
@@ -107,7 +107,7 @@ def launch_args(
     launch = ["accelerate", "launch", "--config_file", str(config_file), "--num_machines", str(nodes),
               "--num_processes", str(world), "--machine_rank", "$SLURM_NODEID", "--main_process_ip", main_host,
               "--main_process_port", str(port)]  # fmt: skip
-    if ZERO_STAGE.get(accelerate):  # DeepSpeed: each node starts its own ranks
+    if accelerate in DEEPSPEED_CONFIGS:  # DeepSpeed: each node starts its own ranks
         launch += ["--deepspeed_multinode_launcher", "standard"]
     if nodes > 1:
         launch += ["--rdzv_backend", "static", "--same_network"]

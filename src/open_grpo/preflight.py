@@ -28,7 +28,16 @@ logger = logging.getLogger(__name__)
 DEFAULT_PROMPT_TOKENS = 512  # planned prompt length when the recipe sets no max_prompt_tokens
 # docs/PERFORMANCE.md, 1.5B bench shape on 2x H200: per-GPU throughput at DP=2 relative to one GPU
 ZERO2_VS_ZERO3_MEASURED = "1.5B on 2 GPUs: 97% of one GPU's throughput with zero2, 75% with zero3"
-ZERO_STAGE = {"zero3": 3, "zero2": 2, "ddp": 0, "single_gpu": 0, "cpu": 0}  # the shipped accelerate configs
+# The shipped accelerate configs -> the ZeRO stage planned (FSDP2 shards and gathers the weights as ZeRO-3 does).
+ZERO_STAGE = {"zero3": 3, "zero2": 2, "fsdp2": 3, "ddp": 0, "single_gpu": 0, "cpu": 0}
+DEEPSPEED_CONFIGS = ("zero3", "zero2")
+
+
+def launcher_zero_stage(environ=os.environ) -> int:
+    """The ZeRO stage of this launch, as `accelerate launch` set it up (FSDP: planned as ZeRO-3)."""
+    if environ.get("ACCELERATE_USE_FSDP", "").lower() == "true":
+        return ZERO_STAGE["fsdp2"]
+    return int(environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", 0) or 0)
 
 
 def model_facts(name: str, revision: str | None = None) -> ModelShape:
@@ -252,7 +261,7 @@ def runtime_plan(
         return None
     world = int(os.environ.get("WORLD_SIZE", 1))
     local = int(os.environ.get("LOCAL_WORLD_SIZE", min(world, torch.cuda.device_count())))
-    zero = int(os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", 0) or 0)
+    zero = launcher_zero_stage()
     shape, where = find_shape(model_path)
     dtype = (training.model_init_kwargs or {}).get("dtype", "float32")
     mem = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory / GIB
