@@ -16,6 +16,13 @@ from .judge_stub import JudgeStub
 PROMPT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2 + 2?"}]
 
 
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch):
+    """The stub is on 127.0.0.1: a proxy from the environment (httpx honours it) must not stand in between."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
 def _judge(stub, on_error="none", **params):
     entry = {"name": "judge", "base_url": stub.base_url, "model": "judge-model", "retry_backoff": 0.01, **params}
     (reward,), _ = build_rewards(parse_reward_specs([{**entry, "on_error": on_error}]))

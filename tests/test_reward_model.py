@@ -107,3 +107,12 @@ def test_cpu_grpo_run_with_a_reward_model(rm_path, write_recipe, tmp_path):
         assert "rewards/lowercase_letters/mean" in r
     logged = [json.loads(line) for line in (tmp_path / "out" / "completions.jsonl").read_text().splitlines()]
     assert all(isinstance(row["rewards"]["reward_model"], float) for row in logged)
+
+
+def test_listing_marks_required_parameters(capsys):
+    from open_grpo.cli import main
+
+    assert main(["rewards"]) == 0
+    out = capsys.readouterr().out
+    assert "parameters: path, dtype='auto'" in out
+    assert "parameters: base_url, model, prompt_template='Grade the answer to the question below.... (" in out
