@@ -3,10 +3,10 @@
 
 import pytest
 
-from open_grpo.errors import RecipeError
-from open_grpo.recipe import load_recipe
 from open_grpo.engine.batching import batched_tokens_problem, safe_engine_kwargs
 from open_grpo.engine.colocated import engine_kwargs_applied
+from open_grpo.errors import RecipeError
+from open_grpo.recipe import load_recipe
 
 from . import fake_vllm
 

@@ -12,9 +12,9 @@ import pytest
 from open_grpo import resume
 from open_grpo.checkpoints import mark_complete
 from open_grpo.errors import RecipeError
-from open_grpo.recipe import load_recipe
 from open_grpo.model_shapes import SHAPES
 from open_grpo.preemption import PREEMPTED_MARKER
+from open_grpo.recipe import load_recipe
 from open_grpo.runs import lock, model_identity
 
 from .test_checkpoints import LAYOUT, _checkpoint

@@ -20,7 +20,7 @@ import socket
 from . import gpus as machine_gpus
 from . import shipped
 from .errors import RecipeError
-from .preflight import ZERO_STAGE, PlanFailed, layout_problems
+from .preflight import DEEPSPEED_CONFIGS, ZERO_STAGE, PlanFailed, layout_problems
 from .recipe import load_recipe
 from .recipe_plan import plan_recipe
 from .runs import lock
@@ -141,7 +141,7 @@ def launch_args(
     launch = ["accelerate", "launch", "--config_file", str(config_file), "--num_machines", str(nodes),
               "--num_processes", str(world), "--machine_rank", "$SLURM_NODEID", "--main_process_ip", main_host,
               "--main_process_port", str(port)]  # fmt: skip
-    if ZERO_STAGE.get(accelerate):  # DeepSpeed: each node starts its own ranks
+    if accelerate in DEEPSPEED_CONFIGS:  # DeepSpeed: each node starts its own ranks
         launch += ["--deepspeed_multinode_launcher", "standard"]
     if nodes > 1:
         launch += ["--rdzv_backend", "static", "--same_network"]

@@ -20,11 +20,10 @@ import copy
 import logging
 from dataclasses import dataclass, replace
 
+from .memory_plan import DTYPE_BYTES
 from .recipe import lora_targets
 from .recipe.lora_targets import target_modules
 from .recipe.schema import read_snapshot
-
-from .memory_plan import DTYPE_BYTES
 
 logger = logging.getLogger(__name__)
 

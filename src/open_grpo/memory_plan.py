@@ -5,6 +5,9 @@ Training (TRL 1.16 GRPOTrainer, one process per GPU):
   keeps bf16 weights and gradients and an fp32 master copy + Adam's two fp32 moments (12 bytes, the ZeRO paper's
   K = 12); without DeepSpeed, torch's AdamW keeps its moments in the weights' dtype and no master copy.
 - reference_weights: a frozen copy of the policy when `beta > 0` (KL to the reference).
+- reward_models: the weights of the recipe's reward models (rewards/reward_model.py), which TRL shards under
+  ZeRO-3 / FSDP and copies to every GPU otherwise (in bf16 under DeepSpeed). Their forward pass runs in inference
+  mode while scoring, between generation and the loss pass, one layer's working set at a time: not counted.
 - activations: saved tensors of the decoder layers for one micro-batch of the longest sequences (prompt limit +
   completion limit). With gradient checkpointing, each layer keeps its input and one layer is recomputed at a time.
 - lm_head: TRL 1.16 never builds the (tokens x vocab) logits: its fused LM head (trl/kernels/chunked_logprob.py)
@@ -83,10 +86,12 @@ def memory_plan(
     model_dtype: str | None,
     colocate: bool,
     adapter=None,
+    reward_models=(),
 ) -> MemoryPlan:
     """The plan for one GPU of a `world`-GPU run of `training` (a GRPOConfig) on a model of `shape`. `adapter`: a
     `lora.AdapterPlan` for a LoRA run: gradients and optimizer state for the adapter only, the base frozen (bf16, or
-    4/8-bit for QLoRA, in training and in vLLM), no reference copy (TRL disables the adapter for the reference)."""
+    4/8-bit for QLoRA, in training and in vLLM), no reference copy (TRL disables the adapter for the reference).
+    `reward_models`: `reward_model.RewardModelSize`s."""
     params = shape.num_params
     trainable = params if adapter is None else adapter.trainable_params
     h, vocab = shape.hidden_size, shape.vocab_size
@@ -108,6 +113,8 @@ def memory_plan(
     t["optimizer_state"] = optimizer_bytes * trainable / shard[2]
     if training.beta and adapter is None:
         t["reference_weights"] = weight_bytes * params / shard[0]
+    if reward_models:
+        t["reward_models"] = sum((2 if zero_stage else m.bytes_per_param) * m.params for m in reward_models) / shard[0]
     t["activations"] = activations
     t["lm_head"] = LM_HEAD_GRAD_BYTES * (vocab * h + tokens * h) + LM_HEAD_TILE_BYTES
     if zero_stage == 3:

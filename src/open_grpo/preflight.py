@@ -21,13 +21,23 @@ from .lora import base_dtype, trainer_adapter_plan
 from .memory_plan import GIB, describe, fits_one_gpu, memory_plan
 from .model_shapes import ModelShape, find_shape
 from .recipe.world_size import generation_batch
+from .rewards.reward_model import loaded_sizes
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PROMPT_TOKENS = 512  # planned prompt length when the recipe sets no max_prompt_tokens
 # docs/PERFORMANCE.md, 1.5B bench shape on 2x H200: per-GPU throughput at DP=2 relative to one GPU
 ZERO2_VS_ZERO3_MEASURED = "1.5B on 2 GPUs: 97% of one GPU's throughput with zero2, 75% with zero3"
-ZERO_STAGE = {"zero3": 3, "zero2": 2, "ddp": 0, "single_gpu": 0, "cpu": 0}  # the shipped accelerate configs
+# The shipped accelerate configs -> the ZeRO stage planned (FSDP2 shards and gathers the weights as ZeRO-3 does).
+ZERO_STAGE = {"zero3": 3, "zero2": 2, "fsdp2": 3, "ddp": 0, "single_gpu": 0, "cpu": 0}
+DEEPSPEED_CONFIGS = ("zero3", "zero2")
+
+
+def launcher_zero_stage(environ=os.environ) -> int:
+    """The ZeRO stage of this launch, as `accelerate launch` set it up (FSDP: planned as ZeRO-3)."""
+    if environ.get("ACCELERATE_USE_FSDP", "").lower() == "true":
+        return ZERO_STAGE["fsdp2"]
+    return int(environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", 0) or 0)
 
 
 def model_facts(name: str, revision: str | None = None) -> ModelShape:
@@ -83,10 +93,11 @@ def plan(
     model_dtype: str | None = "bfloat16",
     shape_note: str = "",
     adapter=None,
+    reward_models=(),
 ) -> Plan:
     """Layout, batch arithmetic and memory per GPU for a recipe on `nodes` x `gpus_per_node` cards. A None `shape`
     (a model the preflight cannot see) skips the checks that need it, saying why (`shape_note`). `adapter`: a
-    `lora.AdapterPlan` for a LoRA run."""
+    `lora.AdapterPlan` for a LoRA run; `reward_models`: `rewards.reward_model.RewardModelSize`s."""
     p = Plan()
     world = gpus_per_node * nodes
     colocate = training.use_vllm and training.vllm_mode == "colocate"
@@ -146,7 +157,7 @@ def plan(
         return p
     mem = memory_plan(training, shape, world=world, tp=tp, zero_stage=zero_stage, seq_len=seq_len,
                       sequences_per_engine=sequences_per_engine, gpu_mem_gib=gpu_mem_gib, model_dtype=model_dtype,
-                      colocate=colocate, adapter=adapter)  # fmt: skip
+                      colocate=colocate, adapter=adapter, reward_models=reward_models)  # fmt: skip
     if adapter is not None:
         p.lines.append(adapter.describe(shape.num_params) + "; gradients and optimizer state for the adapter only")
     _judge_memory(p, mem, shape, tp=tp, world=world, zero_stage=zero_stage, gpu_mem_gib=gpu_mem_gib,
@@ -196,7 +207,9 @@ def _judge_memory(p: Plan, mem, shape, *, tp, world, zero_stage, gpu_mem_gib, me
             )
 
 
-def runtime_plan(training, model_path: str, peft_config=None, quantization_config=None) -> Plan | None:
+def runtime_plan(
+    training, model_path: str, peft_config=None, quantization_config=None, reward_models=()
+) -> Plan | None:
     """The same checks on the real world size and cards (called by the trainer before it builds vLLM); `training` is
     the trainer's OpenGRPOConfig (max_prompt_tokens, memory_check, vllm_allreduce_fusion are its options)."""
     import torch
@@ -205,7 +218,7 @@ def runtime_plan(training, model_path: str, peft_config=None, quantization_confi
         return None
     world = int(os.environ.get("WORLD_SIZE", 1))
     local = int(os.environ.get("LOCAL_WORLD_SIZE", min(world, torch.cuda.device_count())))
-    zero = int(os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", 0) or 0)
+    zero = launcher_zero_stage()
     shape, where = find_shape(model_path)
     dtype = str((training.model_init_kwargs or {}).get("dtype", "float32")).removeprefix("torch.")
     mem = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory / GIB
@@ -213,13 +226,14 @@ def runtime_plan(training, model_path: str, peft_config=None, quantization_confi
     return plan(training, training.max_prompt_tokens, shape, gpus_per_node=local, nodes=max(1, world // local),
                 gpu_mem_gib=mem, zero_stage=zero, memory_check=training.memory_check,
                 allreduce_fusion=training.vllm_allreduce_fusion, model_dtype=dtype, shape_note=where,
-                adapter=adapter)  # fmt: skip
+                adapter=adapter, reward_models=reward_models)  # fmt: skip
 
 
-def check_at_start(training, model_path, peft_config=None, quantization_config=None) -> None:
+def check_at_start(training, model_path, peft_config=None, quantization_config=None, reward_funcs=()) -> None:
     """`open-grpo check` on the real world size and cards, before vLLM or the model is built (the trainer calls it).
     Logs the plan on the main process; raises `RecipeError` for its errors."""
-    result = runtime_plan(training, model_path, peft_config, quantization_config)
+    result = runtime_plan(training, model_path, peft_config=peft_config, quantization_config=quantization_config,
+                          reward_models=loaded_sizes(reward_funcs))  # fmt: skip
     if result is None:
         return
     if training.process_index == 0:

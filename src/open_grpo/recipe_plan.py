@@ -10,6 +10,8 @@ from .lora import adapter_plan
 from .model_shapes import find_shape
 from .preflight import Plan, plan
 from .recipe.world_size import generation_batch
+from .rewards.registry import parse_reward_specs
+from .rewards.reward_model import planned_reward_models
 
 
 def plan_recipe(recipe, *, gpus_per_node: int, nodes: int, gpu_mem_gib: float, zero_stage: int) -> Plan:
@@ -18,12 +20,17 @@ def plan_recipe(recipe, *, gpus_per_node: int, nodes: int, gpu_mem_gib: float, z
     if recipe.training.use_cpu:
         return cpu_plan(recipe.training)
     shape, where = find_shape(recipe.model.model_name_or_path, recipe.model.model_revision)
+    specs = parse_reward_specs(recipe.script.rewards, recipe.script.reward_funcs, recipe.training.reward_weights)
+    reward_models, unsized = planned_reward_models(specs)
 
     def plan_with(training) -> Plan:
-        return plan(training, recipe.training.max_prompt_tokens, shape, gpus_per_node=gpus_per_node, nodes=nodes,
-                    gpu_mem_gib=gpu_mem_gib, zero_stage=zero_stage, memory_check=recipe.training.memory_check,
-                    allreduce_fusion=recipe.training.vllm_allreduce_fusion, model_dtype=recipe.model.dtype,
-                    shape_note=where, adapter=shape and adapter_plan(shape, recipe.model, zero_stage))  # fmt: skip
+        result = plan(training, recipe.training.max_prompt_tokens, shape, gpus_per_node=gpus_per_node, nodes=nodes,
+                      gpu_mem_gib=gpu_mem_gib, zero_stage=zero_stage, memory_check=recipe.training.memory_check,
+                      allreduce_fusion=recipe.training.vllm_allreduce_fusion, model_dtype=recipe.model.dtype,
+                      shape_note=where, adapter=shape and adapter_plan(shape, recipe.model, zero_stage),
+                      reward_models=reward_models)  # fmt: skip
+        result.warnings += unsized
+        return result
 
     if not recipe.training.gradient_checkpointing_auto:
         return plan_with(recipe.training)

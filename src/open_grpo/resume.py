@@ -35,11 +35,11 @@ from pathlib import Path
 from .checkpoints import checkpoints, file_problems, read_marker
 from .errors import RecipeError
 from .layout import Layout, check_layout, current_layout
+from .recipe_keys import RESUME_CHOICES
 from .runs.model_identity import of_checkpoint, of_recipe, of_weights, renamed
 from .runs.model_identity import problem as model_problem
 from .runs.previous import PREVIOUS, destination, move_aside
 from .runs.recipe_hash import recipe_hash
-from .recipe_keys import RESUME_CHOICES
 
 logger = logging.getLogger(__name__)
 

@@ -26,6 +26,7 @@ TRL's or vLLM's internals goes through `open_grpo.engine`, whose import checks t
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import time
 from collections.abc import Sized
@@ -69,7 +70,8 @@ class OpenGRPOTrainer(GRPOTrainer):
         if training_args.use_vllm and training_args.vllm_max_model_length is None and max_prompt_tokens:
             training_args.vllm_max_model_length = max_prompt_tokens + training_args.max_completion_length
         if training_args.use_vllm and isinstance(model, str):
-            check_at_start(training_args, model, kwargs.get("peft_config"), kwargs.get("quantization_config"))
+            check_at_start(training_args, model, kwargs.get("peft_config"), kwargs.get("quantization_config"),
+                           kwargs.get("reward_funcs") or ())  # fmt: skip
         self.vllm_engine_kwargs = dict(training_args.vllm_engine_kwargs or {})
         if training_args.use_vllm and training_args.vllm_mode == "colocate":
             self.vllm_engine_kwargs, why = allreduce.apply(
@@ -77,8 +79,13 @@ class OpenGRPOTrainer(GRPOTrainer):
             )
             if why and training_args.process_index == 0:
                 logger.info("tensor parallel all-reduce: %s", why)
+        # TRL names a reward model after its path; the recipe's name (`__name__`, registry.build_rewards) wins.
+        recipe_names = [getattr(f, "__name__", None) for f in kwargs.get("reward_funcs") or ()]
         with colocated.engine_kwargs_applied(self.vllm_engine_kwargs):
             super().__init__(*args, **kwargs)
+        self.reward_func_names = [
+            mine or trl for mine, trl in itertools.zip_longest(recipe_names, self.reward_func_names)
+        ]
         self.stop_request = preemption.install()
         self.preempted = False
         self._in_scoring = False

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from ..errors import did_you_mean
+from ..errors import RecipeError, did_you_mean
 from .events import collecting, note
+from .hooks import declared_problems, start_check, trainer_builder
 from .limits import RewardTimeout, TimeLimitedCaller, as_score, default_time_limit
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,10 @@ class RewardInfo:
         """Keyword-only parameters and their defaults: what a recipe may set beside the name."""
         sig = inspect.signature(self.func)
         return {p.name: p.default for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY}
+
+    def with_defaults(self, params: dict[str, Any]) -> dict[str, Any]:
+        """`params` with every parameter the recipe left out at its default (required ones have none)."""
+        return {**{k: v for k, v in self.params.items() if v is not inspect.Parameter.empty}, **params}
 
     @property
     def doc(self) -> str:
@@ -171,6 +176,7 @@ def parse_reward_specs(rewards, reward_funcs=None, reward_weights=None) -> list[
                 problems.append(f"{where} ({name}): unknown parameter {key!r}.{hint} Its parameters: {known}")
             elif not _same_kind(value, allowed[key]):
                 problems.append(f"{where} ({name}): {key!r} must be like its default {allowed[key]!r}, got {value!r}")
+        problems.extend(declared_problems(f"{where} ({name})", info.func, entry, allowed))
         specs.append(RewardSpec(name=name, weight=weight, on_error=on_error, time_limit=time_limit, params=params))
     names = [s.name for s in specs]
     for name, n in Counter(names).items():
@@ -263,6 +269,26 @@ def _check_values(name: str, values, n: int) -> list[float | None]:
     return out
 
 
-def build_rewards(specs: list[RewardSpec]) -> tuple[list[ScoredReward], list[float]]:
-    """Callables for `GRPOTrainer(reward_funcs=...)` and their weights for `GRPOConfig.reward_weights`."""
-    return [ScoredReward(s) for s in specs], [float(s.weight) for s in specs]
+def build_rewards(specs: list[RewardSpec]) -> tuple[list, list[float]]:
+    """What `GRPOTrainer(reward_funcs=...)` runs, and the weights for `GRPOConfig.reward_weights`: a `ScoredReward`
+    per reward, or for a reward TRL runs itself (hooks.runs_in_trainer, e.g. a reward model) what its builder makes,
+    named after the reward. First each reward's start-up check (hooks.checks_at_start): `RecipeError` listing all."""
+    problems = []
+    for spec in specs:
+        info = load_reward(spec.name)
+        check = start_check(info.func)
+        if check is not None:
+            problems += [f"reward {spec.name!r}: {p}" for p in check(info.with_defaults(spec.params))]
+    if problems:
+        raise RecipeError(problems, "rewards")
+    return [_build(spec) for spec in specs], [float(s.weight) for s in specs]
+
+
+def _build(spec: RewardSpec):
+    info = load_reward(spec.name)
+    build = trainer_builder(info.func)
+    if build is None:
+        return ScoredReward(spec)
+    reward = build(info.with_defaults(spec.params))
+    reward.__name__ = spec.name  # the trainer names the reward's metrics after this (TRL would use the model's path)
+    return reward
