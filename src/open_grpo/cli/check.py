@@ -7,7 +7,8 @@
 
 Prints the process layout (data-parallel replicas, tensor-parallel groups of consecutive ranks), the batch
 arithmetic for the target world size and a memory plan per GPU in named terms; exits 1 listing every problem. The
-trainer runs the same checks at start-up with the real world size and cards. Card memory: --gpu-mem-gib, else this
+trainer runs the same checks at start-up with the real world size and cards. A recipe whose rewards run code gets the
+sandbox's canary: an isolation that does not hold here is refused (exit 2). Card memory: --gpu-mem-gib, else this
 machine's GPU, else 80 GiB (said so). A model whose config.json is neither local nor in the local hub cache nor in
 the built-in table is checked without its memory plan (said so).
 """
@@ -48,6 +49,7 @@ def run(args, overrides: list[str]) -> int:
         return USAGE_ERROR
     try:
         recipe = load_recipe(args.recipe, overrides, for_planning=True)
+        sandbox = sandbox_check(recipe)  # a recipe that runs code: its sandbox must hold here (exit 2 if not)
         gpu_mem, source = (args.gpu_mem_gib, "--gpu-mem-gib") if args.gpu_mem_gib else card_memory_gib()
         result = plan_recipe(recipe, gpus_per_node=args.gpus_per_node, nodes=args.nodes, gpu_mem_gib=gpu_mem,
                              zero_stage=ZERO_STAGE[args.accelerate])  # fmt: skip
@@ -60,10 +62,33 @@ def run(args, overrides: list[str]) -> int:
     code = CHECK_FAILED if result.errors else 0
     if args.json:
         print(
-            result.to_json(recipe=str(recipe.path), accelerate=args.accelerate, card_memory_source=source, ok=not code)
+            result.to_json(
+                recipe=str(recipe.path),
+                accelerate=args.accelerate,
+                card_memory_source=source,
+                ok=not code,
+                sandbox=sandbox,
+            )  # fmt: skip
         )
         return code
     print(f"recipe {recipe.path}  ({args.accelerate}; card memory {gpu_mem:g} GiB: {source})")
+    if sandbox:
+        print(f"sandbox: {sandbox}")
     print(result.render())
     print("OK" if not result.errors else f"{len(result.errors)} problem(s)")
     return code
+
+
+def sandbox_check(recipe) -> str | None:
+    """For a recipe whose rewards run code: the sandbox's canary (RecipeError listing what does not hold) and the
+    one line saying what it isolates; None for other recipes."""
+    from ..config import RecipeError
+    from ..rewards.registry import load_reward, parse_reward_specs
+    from ..sandbox.recipe import shared_sandbox, startup_problems, uses_sandbox
+
+    specs = parse_reward_specs(recipe.script.rewards, recipe.script.reward_funcs, recipe.training.reward_weights)
+    funcs = [load_reward(spec.name).func for spec in specs]
+    problems = startup_problems(recipe.script.sandbox, funcs)
+    if problems:
+        raise RecipeError(problems, recipe.path)
+    return shared_sandbox().describe() if uses_sandbox(funcs) else None

@@ -7,6 +7,7 @@ A third-party package registers a reward with
 
 and, once installed, `rewards: [{name: my_reward}]` works in any recipe. Every problem (unknown name, a name from two
 distributions, a plugin that fails to import, an unknown parameter) is raised at start-up, before any model loads.
+A reward may check its parameters' values too: a `check_params(params) -> list[str]` attribute of the function.
 """
 
 from __future__ import annotations
@@ -171,6 +172,9 @@ def parse_reward_specs(rewards, reward_funcs=None, reward_weights=None) -> list[
                 problems.append(f"{where} ({name}): unknown parameter {key!r}.{hint} Its parameters: {known}")
             elif not _same_kind(value, allowed[key]):
                 problems.append(f"{where} ({name}): {key!r} must be like its default {allowed[key]!r}, got {value!r}")
+        check_params = getattr(info.func, "check_params", None)  # a reward's own checks of its values
+        if check_params is not None:
+            problems.extend(f"{where} ({name}): {p}" for p in check_params(params))
         specs.append(RewardSpec(name=name, weight=weight, on_error=on_error, time_limit=time_limit, params=params))
     names = [s.name for s in specs]
     for name, n in Counter(names).items():
