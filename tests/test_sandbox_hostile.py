@@ -8,6 +8,7 @@ test shows the process backend's write landing.
 
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -32,6 +33,16 @@ HOSTILE = {
     "gigabytes_of_output": "import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(4096):\n    sys.stdout.write(chunk)\n",
     "faked_exit": "import os\nprint('PASS')\nos._exit(0)\n",
     "faked_sys_exit": "print('ALL TESTS PASSED')\nraise SystemExit(0)\n",
+}
+
+# How each one is stopped (a program stopped for another reason would hide a missing limit).
+STOPPED_BY = {
+    "fork_bomb": lambda r: r.timed_out,  # no process gets created (root) or RLIMIT_NPROC: it spins until killed
+    "endless_loop": lambda r: r.timed_out and r.killed_reason == "wall_time",
+    "huge_allocation": lambda r: "MemoryError" in r.stderr and not r.timed_out,
+    "gigabytes_of_output": lambda r: r.killed_reason == "output_limit",
+    "faked_exit": lambda r: r.exit_code == 0 and not r.nonce_seen,
+    "faked_sys_exit": lambda r: r.exit_code == 0 and not r.nonce_seen,
 }
 
 
@@ -77,7 +88,7 @@ def test_hostile_program_scores_zero_and_leaves_nothing(backend, name):
     before = live_sandbox_processes()
     result = recipe.shared_sandbox().run(HOSTILE[name] + SOLUTION)
     assert score(HOSTILE[name]) == 0.0
-    assert not result.ok and result.wall_s < WALL_S + MARGIN_S
+    assert not result.ok and STOPPED_BY[name](result) and result.wall_s < WALL_S + MARGIN_S
     assert len(result.stdout) <= recipe.shared_sandbox().limits.output_bytes
     assert live_sandbox_processes() <= before, "a process of the call outlived it"
 
@@ -113,27 +124,29 @@ print("parent alive", r.exit_code)
 
 
 def test_writes_outside_and_reading_the_trainers_files_fail_under_bwrap(backend, tmp_path):
+    """The trainer's files: a run folder and a secret under $HOME (outside /tmp, which bwrap replaces anyway)."""
     if backend != "bwrap":
         pytest.skip("the process backend does not isolate the filesystem (see the test below)")
     token = secrets.token_hex(8)
-    output_dir, home_file = tmp_path / "outputs", os.path.expanduser(f"~/.open-grpo-hostile-{token}")
-    output_dir.mkdir()
-    secret = tmp_path / "trainer-secret.txt"
-    secret.write_text(token)
+    run_dir = os.path.expanduser(f"~/.open-grpo-hostile-{token}")
+    os.makedirs(run_dir)
+    secret = os.path.join(run_dir, "secret.txt")
+    with open(secret, "w") as f:
+        f.write(token)
     try:
-        assert score(f"open({str(output_dir / 'pwned')!r}, 'w').write('x')\n") == 0.0
-        assert score(f"open({home_file!r}, 'w').write('x')\n") == 0.0
-        assert score(f"print(open({str(secret)!r}).read())\n") == 0.0
+        assert score(f"open({os.path.join(run_dir, 'pwned')!r}, 'w').write('x')\n") == 0.0
+        assert score(f"open({os.path.expanduser('~/pwned-' + token)!r}, 'w').write('x')\n") == 0.0
+        assert score(f"print(open({secret!r}).read())\n") == 0.0
         assert score("open('/usr/pwned', 'w').write('x')\n") == 0.0
         assert score("open('/tmp/private', 'w').write('x')\n") == 1.0  # its own /tmp is writable
-        assert (
-            list(output_dir.iterdir()) == [] and not os.path.exists(home_file) and not os.path.exists("/tmp/private")
-        )
-        r = recipe.shared_sandbox().run(f"print(open({str(secret)!r}).read())")
+        assert os.listdir(run_dir) == ["secret.txt"] and not os.path.exists(os.path.expanduser("~/pwned-" + token))
+        assert not os.path.exists("/tmp/private") and not os.path.exists("/usr/pwned")
+        r = recipe.shared_sandbox().run(f"print(open({secret!r}).read())")
         assert token not in r.stdout and "FileNotFoundError" in r.stderr
     finally:
-        if os.path.exists(home_file):
-            os.remove(home_file)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if os.path.exists(os.path.expanduser("~/pwned-" + token)):
+            os.remove(os.path.expanduser("~/pwned-" + token))
 
 
 def test_process_backend_does_not_isolate_files_and_says_so(tmp_path):
