@@ -71,6 +71,12 @@ def test_wall_clock_kills_the_call(sandbox):
     assert r.wall_s < 30  # killed, not waited for
 
 
+def test_cpu_limit_stops_a_busy_program(sandbox):
+    with Sandbox(sandbox.backend, Limits(wall_s=60.0, cpu_s=1.0)) as busy:
+        r = busy.run("while True:\n    pass")
+    assert r.killed_reason == "cpu_time" and not r.timed_out and not r.ok
+
+
 def test_limits_are_set_in_the_child(sandbox):
     r = sandbox.run("import resource as r\nprint(r.getrlimit(r.RLIMIT_AS)[1], r.getrlimit(r.RLIMIT_NOFILE)[1])")
     assert r.stdout.split() == [str(512 << 20), "64"]

@@ -12,7 +12,8 @@ the length limit, does not count). The row's tests (the `tests` column, or JSON 
 
 Scores: `mode: fraction` the share of tests passed, `pass_fail` 1.0 only if all pass; 0.0 without a code block;
 None (cannot score) when the row has no tests or they cannot be read. Every run is one call of the shared sandbox
-(`sandbox:` recipe key), all runs of a batch in parallel over its worker pool.
+(`sandbox:` recipe key), all runs of a batch in parallel over its worker pool. `rewards/code_tests/timeouts` counts
+completions with a run stopped by the wall clock (a program that loops scores 0 there, not None).
 """
 
 from __future__ import annotations

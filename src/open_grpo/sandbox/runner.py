@@ -77,13 +77,14 @@ def run_child(
         reason = reader.pump(deadline)
     finally:
         _stop(proc.pid, launch.monitor)
-        proc.wait()
+        cpu_s = _reap(proc)
         reader.close()
     report = reader.buffers["report"].decode(errors="replace").split("\n")
     exit_code = proc.returncode
     if launch.exit_signal_offset and launch.exit_signal_offset < exit_code <= launch.exit_signal_offset + 64:
         exit_code = launch.exit_signal_offset - exit_code
-    if reason is None and exit_code == -signal.SIGXCPU:
+    # SIGXCPU at the soft limit; SIGKILL at the hard one (bwrap: the namespace's first process ignores SIGXCPU)
+    if reason is None and (exit_code == -signal.SIGXCPU or (exit_code == -signal.SIGKILL and cpu_s >= limits.cpu_s)):
         reason = "cpu_time"
     started = report[0] == "ready"
     if reason is None and not started:  # bwrap or the child's set-up failed before the code ran
@@ -178,6 +179,13 @@ class _Reader:
         os.close(self.report_fd)
         if self.pidfd is not None:
             os.close(self.pidfd)
+
+
+def _reap(proc: subprocess.Popen) -> float:
+    """Wait for the child; the CPU seconds it and the descendants it waited for used."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _pidfd(pid: int) -> int | None:
