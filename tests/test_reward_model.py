@@ -6,8 +6,8 @@ import pytest
 
 from open_grpo.models import resolve_model
 from open_grpo.preflight import ZERO_STAGE
-from open_grpo.recipe_plan import plan_recipe
 from open_grpo.recipe import load_recipe
+from open_grpo.recipe_plan import plan_recipe
 from open_grpo.rewards.registry import RewardSpecError, build_rewards, parse_reward_specs
 from open_grpo.rewards.reward_model import planned_reward_models
 

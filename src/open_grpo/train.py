@@ -85,9 +85,11 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
     from .evaluation import load_eval_prompts
     from .metrics import CompactProgress, MetricsFile, format_summary, plot_rewards, read_metrics, summary
     from .mixture import load_mixture
+    from .sandbox.recipe import recipe_sandbox
     from .trainer_builder import build_trainer
 
     transformers.set_seed(training.seed)
+    recipe_sandbox(cfg)  # rewards that run code: the sandbox's canary must hold here, before any model loads
 
     # Tokenizer and data (`resume: weights`: the tokenizer and model saved in the checkpoint).
     model_path = run.model_path or resolve_model(model_args.model_name_or_path, model_args.model_revision)

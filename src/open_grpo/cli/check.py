@@ -8,7 +8,8 @@
 Checks the recipe as strictly as training does, for the target world size (every problem listed, exit 2), then
 prints the process layout (data-parallel replicas, tensor-parallel groups of consecutive ranks), the batch
 arithmetic and a memory plan per GPU in named terms; exits 1 listing every problem of the plan. The trainer runs the
-same checks at start-up with the real world size and cards. Card memory: --gpu-mem-gib, else this
+same checks at start-up with the real world size and cards. A recipe whose rewards run code gets the sandbox's
+canary: an isolation that does not hold here is refused (exit 2). Card memory: --gpu-mem-gib, else this
 machine's GPU, else 80 GiB (said so). A model whose config.json is neither local nor in the local hub cache nor in
 the built-in table is checked without its memory plan (said so).
 """
@@ -38,6 +39,7 @@ def run(args, overrides: list[str]) -> int:
     from ..preflight import ZERO_STAGE, layout_problems
     from ..recipe import load_recipe
     from ..recipe_plan import plan_recipe
+    from ..sandbox.recipe import recipe_sandbox
 
     usage = layout_problems(args.gpus_per_node, args.nodes)
     if args.gpu_mem_gib is not None and args.gpu_mem_gib <= 0:
@@ -49,6 +51,7 @@ def run(args, overrides: list[str]) -> int:
         return EXIT_CONFIG_ERROR
     try:
         recipe = load_recipe(args.recipe, overrides, world_size=args.gpus_per_node * args.nodes)
+        sandbox = recipe_sandbox(recipe)  # a recipe that runs code: its sandbox must hold here (exit 2 if not)
         gpu_mem, source = (args.gpu_mem_gib, "--gpu-mem-gib") if args.gpu_mem_gib else card_memory_gib()
         result = plan_recipe(recipe, gpus_per_node=args.gpus_per_node, nodes=args.nodes, gpu_mem_gib=gpu_mem,
                              zero_stage=ZERO_STAGE[args.accelerate])  # fmt: skip
@@ -61,7 +64,13 @@ def run(args, overrides: list[str]) -> int:
     code = EXIT_CHECK_FAILED if result.errors else EXIT_OK
     if args.json:
         print(
-            result.to_json(recipe=str(recipe.path), accelerate=args.accelerate, card_memory_source=source, ok=not code)
+            result.to_json(
+                recipe=str(recipe.path),
+                accelerate=args.accelerate,
+                card_memory_source=source,
+                ok=not code,
+                sandbox=sandbox,
+            )  # fmt: skip
         )
         return code
     where = (
@@ -70,6 +79,8 @@ def run(args, overrides: list[str]) -> int:
         else f"{args.accelerate}; card memory {gpu_mem:g} GiB: {source}"
     )
     print(f"recipe {recipe.path}  ({where})")
+    if sandbox:
+        print(f"sandbox: {sandbox}")
     print(result.render())
     print("OK" if not result.errors else f"{len(result.errors)} problem(s)")
     return code

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..errors import did_you_mean
 from ..recipe_keys import GENERATOR_PREFIX, RESUME_CHOICES, ScriptArguments
+from ..sandbox.recipe import settings_problems as sandbox_problems
 
 # `datasets:` entry key -> the ScriptArguments field it sets for that source (mixture.py loads with it)
 FIELD_OF_ENTRY_KEY = {"name": "dataset_name", "split": "dataset_train_split", "size": "dataset_size",
@@ -120,4 +121,5 @@ def resume_problems(resume: str) -> list[str]:
 
 
 def data_problems(script: ScriptArguments, training, failed=frozenset()) -> list[str]:
-    return source_problems(script, failed) + eval_problems(script, training) + resume_problems(script.resume)
+    problems = source_problems(script, failed) + eval_problems(script, training) + resume_problems(script.resume)
+    return problems + sandbox_problems(script.sandbox)

@@ -7,6 +7,7 @@ A third-party package registers a reward with
 
 and, once installed, `rewards: [{name: my_reward}]` works in any recipe. Every problem (unknown name, a name from two
 distributions, a plugin that fails to import, an unknown parameter) is raised at start-up, before any model loads.
+A reward may check its parameters' values too: a `check_params(params) -> list[str]` attribute of the function.
 """
 
 from __future__ import annotations
