@@ -22,6 +22,7 @@ from . import activation_checkpointing, evaluation, lora, shipped
 from .dynamic_sampling import check_config as check_dynamic_sampling
 from .engine.allreduce import CHOICES as ALLREDUCE_CHOICES
 from .engine.generation import SAMPLING_LOGPROBS
+from .environments.specs import recipe_problems as tool_problems
 from .errors import RecipeError
 from .mixture import check_mixture
 from .models import random_model_problem
@@ -136,6 +137,7 @@ def validate(script: ScriptArguments, training, model) -> list[str]:
     """Cross-field checks that need no model, data or GPU."""
     problems = check_mixture(script) + check_dynamic_sampling(script, training)
     problems += lora.recipe_problems(model, training) + evaluation.recipe_problems(script, training)
+    problems += tool_problems(script, training)  # environment, tools, max_tool_calling_iterations; TP > 1 refused
     if not script.dataset_name and not script.datasets:
         problems.append(
             "'dataset_name' is required: a hub id, a local path, or 'reasoning-gym:<task>' (or a 'datasets' mixture)"

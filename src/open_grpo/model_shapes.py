@@ -76,7 +76,7 @@ SHAPES: dict[str, ModelShape] = {
 }  # fmt: skip
 
 # Hub ids the shipped recipes name -> their shape, for planning on a machine that never downloaded them.
-HUB_MODELS = {"Qwen/Qwen2.5-Math-1.5B": "1.5b", "Qwen/Qwen2.5-Math-7B": "7b"}
+HUB_MODELS = {"Qwen/Qwen2.5-Math-1.5B": "1.5b", "Qwen/Qwen2.5-Math-7B": "7b", "Qwen/Qwen2.5-1.5B-Instruct": "1.5b"}
 
 
 def shape_from_config(data: dict, where: str) -> ModelShape:

@@ -72,6 +72,21 @@ class ScriptArguments:
         default=None,
         metadata={"help": "TRL's form of `rewards`: names only, weights from `reward_weights`."},
     )
+    environment: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "A tool-using environment for every rollout: {name: python_exec, <parameter>: value}, or one per "
+            "value of the dataset's 'environment' column: {<value>: {name: ...}, ...}. Names come from the "
+            "`open_grpo.environments` entry points (`open-grpo environments`); its public methods are the tools."
+        },
+    )
+    tools: list | str | None = field(
+        default=None,
+        metadata={
+            "help": "Standalone tools the model may call: [calculator, {name: my_tool, <parameter>: value}]. Names come "
+            "from the `open_grpo.tools` entry points (`open-grpo tools`). See also TRL's max_tool_calling_iterations."
+        },
+    )
     vllm_engine_kwargs: dict | str | None = field(
         default=None,
         metadata={
@@ -223,6 +238,12 @@ class ScriptArguments:
                 self.datasets,
                 "'datasets' must be a list of mappings, e.g. [{name: reasoning-gym:basic_arithmetic, weight: 1}]",
                 '[{"name": "reasoning-gym:basic_arithmetic", "weight": 1}]',
+            )
+        if isinstance(self.tools, str):
+            self.tools = _json_arg(self.tools, "'tools' must be a list, e.g. [calculator]", '["calculator"]')
+        if isinstance(self.environment, str) and self.environment.lstrip().startswith("{"):
+            self.environment = _json_arg(
+                self.environment, "'environment' must be a name or a mapping", '{"name": "python_exec"}'
             )
         if isinstance(self.vllm_engine_kwargs, str):
             self.vllm_engine_kwargs = _json_arg(

@@ -68,6 +68,7 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
     from trl import get_quantization_config
 
     from .data import load_prompts
+    from .environments.setup import trainer_tool_kwargs
     from .evaluation import load_eval_prompts
     from .lora import peft_config
     from .metrics import CompactProgress, MetricsFile, format_summary, plot_rewards, read_metrics, summary
@@ -90,6 +91,8 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
     load = load_mixture if script.datasets else load_prompts  # `datasets:` mixes several sources
     dataset = load(script, tokenizer, seed=training.seed)
     eval_dataset = load_eval_prompts(script, tokenizer, seed=training.seed)  # None without eval_dataset_name
+    # Tools and environments (environments/): TRL's tools= / environment_factory=, or {} without them.
+    tools = trainer_tool_kwargs(script, training, tokenizer, model_args.model_name_or_path, [dataset, eval_dataset])
 
     # Model: TRL loads it from the path with these arguments (and hands the same path to vLLM).
     training.model_init_kwargs = {
@@ -114,6 +117,7 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
         quantization_config=quantization,
         callbacks=[MetricsFile(training.output_dir)],
         **trainer_options(script),
+        **tools,
     )
 
     if trainer.pop_callback(ProgressCallback) is not None:

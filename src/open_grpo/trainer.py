@@ -18,6 +18,7 @@ What it adds, and nothing else:
   save at the step boundary, then `preempted` is set (preemption.py);
 - with `log_completions`, `<output_dir>/completions.jsonl` (completions_log.py);
 - with `dynamic_sampling`, zero-variance groups dropped and the batch refilled (dynamic_sampling.py);
+- with tools, calls and failures per tool in the logs (`tools/...`, environments/calls.py);
 - evaluation (TRL's) kept out of the training steps' telemetry, with pass@k and reward health (evaluation.py).
 The overrides here are of TRL's (and transformers') private trainer methods, kept short; every deeper reach into
 TRL's or vLLM's internals goes through `open_grpo.engine`, whose import checks the installed versions.
@@ -78,6 +79,7 @@ class OpenGRPOTrainer(GRPOTrainer):
         dynamic_sampling: bool = False,
         dynamic_sampling_max_rounds: int = 3,
         memory_check: str = "error",
+        tool_stats=None,
         **kwargs,
     ):
         # The defaults are TRL's behaviour; the recipes' (ScriptArguments) defaults are open_grpo's.
@@ -101,6 +103,7 @@ class OpenGRPOTrainer(GRPOTrainer):
         with colocated.engine_kwargs_applied(self.vllm_engine_kwargs):
             super().__init__(*args, **kwargs)
         self.stop_request = preemption.install()
+        self.tool_stats = tool_stats  # environments.calls.ToolStats, counted by the tools TRL calls
         self.preempted = False
         self._in_scoring = False
         self.eval_rewards = EvalRewards()
@@ -162,6 +165,8 @@ class OpenGRPOTrainer(GRPOTrainer):
         if self.completions_log is not None and self.model.training:  # made for the step that is about to end
             rows = gathered.latest_rows(self, len(inputs) * self.accelerator.num_processes)
             self.completions_log.capture(rows, step=self.state.global_step + 1)
+        if self.tool_stats is not None:
+            self.tool_stats.count_completions(output["completion_mask"].shape[0])
         self.telemetry.count(
             completion_tokens=int(output["completion_mask"].sum().item()),
             completions=output["completion_mask"].shape[0],
@@ -225,6 +230,8 @@ class OpenGRPOTrainer(GRPOTrainer):
         for reward in self.reward_funcs:
             if hasattr(reward, "pop_stats"):
                 metrics.update(reward.pop_stats())
+        if self.tool_stats is not None:
+            metrics.update(self.tool_stats.pop_metrics(self.accelerator))
         output.metrics.update({f"{metric_key_prefix}_{name}": value for name, value in metrics.items()})
         return output
 
@@ -256,8 +263,13 @@ class OpenGRPOTrainer(GRPOTrainer):
             if hasattr(reward, "pop_stats"):
                 for name, value in reward.pop_stats().items():
                     self._metrics["train"][name].append(value)
+        if self.tool_stats is not None and step:  # every rank: a sum over ranks
+            for name, value in self.tool_stats.pop_metrics(self.accelerator).items():
+                self._metrics["train"][name].append(value)
 
     def log(self, logs, start_time=None):
+        if self.tool_stats is not None and self.log_completions:  # TRL's parquet table of them would crash on some
+            gathered.tool_arguments_as_json(self)
         super().log(logs, start_time)
         if self.completions_log is not None:
             self.completions_log.flush(self.state.global_step)

@@ -6,7 +6,8 @@
     open-grpo check qwen-math-1.5b --json                   # one JSON object on stdout, for scripts
 
 Prints the process layout (data-parallel replicas, tensor-parallel groups of consecutive ranks), the batch
-arithmetic for the target world size and a memory plan per GPU in named terms; exits 1 listing every problem. The
+arithmetic for the target world size and a memory plan per GPU in named terms; exits 1 listing every problem
+(exit 2 for a recipe error, and for tools on a layout or chat template TRL cannot run them on). The
 trainer runs the same checks at start-up with the real world size and cards. Card memory: --gpu-mem-gib, else this
 machine's GPU, else 80 GiB (said so). A model whose config.json is neither local nor in the local hub cache nor in
 the built-in table is checked without its memory plan (said so).
@@ -35,6 +36,7 @@ def run(args, overrides: list[str]) -> int:
     import sys
 
     from ..config import RecipeError, load_recipe
+    from ..environments.setup import check_tools
     from ..gpus import card_memory_gib
     from ..preflight import ZERO_STAGE, layout_problems, plan_recipe
 
@@ -51,6 +53,8 @@ def run(args, overrides: list[str]) -> int:
         gpu_mem, source = (args.gpu_mem_gib, "--gpu-mem-gib") if args.gpu_mem_gib else card_memory_gib()
         result = plan_recipe(recipe, gpus_per_node=args.gpus_per_node, nodes=args.nodes, gpu_mem_gib=gpu_mem,
                              zero_stage=ZERO_STAGE[args.accelerate])  # fmt: skip
+        world = args.gpus_per_node * args.nodes  # tools: what TRL's tool loop hangs on, the chat template
+        result.warnings += check_tools(recipe, world, ZERO_STAGE[args.accelerate], args.accelerate)
     except RecipeError as e:
         if not args.json:
             raise
