@@ -291,3 +291,47 @@ def test_cli_lists_environments_and_tools(capsys):
     assert main(["tools"]) == 0
     tools = capsys.readouterr().out
     assert "calculator  [open-grpo:" in tools and "max_digits=1000" in tools
+
+
+# ------------------------------------------------------------------------------------------- TRL's arguments
+
+
+def _datasets(rows):
+    from datasets import Dataset
+
+    return Dataset.from_list([{"prompt": [{"role": "user", "content": f"q{i}"}], **row} for i, row in enumerate(rows)])
+
+
+def test_routed_environments_become_trls_dict_and_count_their_calls(write_recipe, monkeypatch):
+    from open_grpo.environments.setup import trainer_tool_kwargs
+    from open_grpo.tiny import qwen_tokenizer
+
+    fake_sandbox.install(monkeypatch)
+    recipe = load_recipe(write_recipe({"environment": {"calc": {"name": "python_exec"}, "py": "python_exec"}}))
+    tokenizer = qwen_tokenizer()
+    routed = _datasets([{"environment": "calc"}, {"environment": "py"}])
+    kwargs = trainer_tool_kwargs(recipe.script, recipe.training, tokenizer, "random:tiny", [routed, None])
+    assert kwargs["tools"] is None and sorted(kwargs["environment_factory"]) == ["calc", "py"]
+    env = kwargs["environment_factory"]["calc"]()
+    env.reset()
+    assert env.run_python(code="print(6*7)") == "42\n" and get_json_schema(env.run_python)["function"]["name"]
+    kwargs["tool_stats"].count_completions(1)
+    assert kwargs["tool_stats"].pop_metrics()["tools/run_python/calls_per_completion"] == 1.0
+
+    stray = _datasets([{"environment": "calc"}, {"environment": "cal"}, {"environment": None}])
+    with pytest.raises(
+        RecipeError, match=r"2 of 3 rows have an 'environment' value that names no route.*\(None, cal\)"
+    ):
+        trainer_tool_kwargs(recipe.script, recipe.training, tokenizer, "random:tiny", [stray, None])
+
+
+def test_the_engine_context_makes_room_for_the_tool_schemas(write_recipe, monkeypatch):
+    from open_grpo.environments.setup import trainer_tool_kwargs
+    from open_grpo.tiny import qwen_tokenizer
+
+    fake_sandbox.install(monkeypatch)
+    recipe = load_recipe(write_recipe({"environment": "python_exec", "tools": ["calculator"], "use_vllm": True}))
+    assert recipe.training.vllm_max_model_length is None
+    trainer_tool_kwargs(recipe.script, recipe.training, qwen_tokenizer(), "random:tiny", [_datasets([{}]), None])
+    overhead = recipe.training.vllm_max_model_length - 128 - 16  # the demo's max_prompt_tokens, completion length
+    assert 150 < overhead < 400  # two tool schemas and Qwen's tool instructions, in tokens

@@ -13,7 +13,7 @@ from open_grpo.tiny import qwen_tokenizer
 from open_grpo.train import main
 from open_grpo.trainer import OpenGRPOTrainer
 
-from . import fake_sandbox
+from . import fake_sandbox, fake_vllm
 
 PYTHON_CALL = '<tool_call>\n{"name": "run_python", "arguments": {"code": "print(6*7)"}}\n</tool_call><|im_end|>'
 FAILING_CALL = (
@@ -126,6 +126,51 @@ def test_tool_rollouts_masks_metrics_and_log(write_recipe, tmp_path, monkeypatch
     assert "[exit code 3]" in log[1]["tool_calls"][0]["result"]
     assert log[2]["tool_calls"][0]["result"] == "42"
     assert "tool_calls" not in log[3]
+
+
+def script_engine_tool_calls(monkeypatch) -> list[int]:
+    """The colocated engine's first-turn outputs (num_generations > 1; TRL asks one per prompt after a tool result)
+    replaced by PYTHON_CALL for every other completion. Returns each call's num_generations."""
+    import trl.generation.vllm_generation as vllm_generation
+
+    call_ids = qwen_tokenizer()(PYTHON_CALL).input_ids
+    original = vllm_generation.VLLMGeneration.generate
+    calls = []
+
+    def generate(self, prompts, images, num_generations, profiler=None):
+        prompt_ids, completion_ids, logprobs, token_ids = original(self, prompts, images, num_generations, profiler)
+        calls.append(num_generations)
+        if num_generations > 1:
+            for i in range(0, len(completion_ids), 2):
+                completion_ids[i] = list(call_ids)
+                if logprobs is not None:
+                    logprobs[i] = [[-1.0] for _ in call_ids]
+                if token_ids is not None:
+                    token_ids[i] = [[t] for t in call_ids]
+        return prompt_ids, completion_ids, logprobs, token_ids
+
+    monkeypatch.setattr(vllm_generation.VLLMGeneration, "generate", generate)
+    return calls
+
+
+@pytest.mark.slow
+def test_colocated_engine_double_runs_the_tool_loop(write_recipe, tmp_path, monkeypatch):
+    engine = fake_vllm.install(monkeypatch)
+    fake_sandbox.install(monkeypatch)
+    calls = script_engine_tool_calls(monkeypatch)
+    recipe = _tools_recipe(write_recipe, tmp_path, use_vllm=True, vllm_mode="colocate", tools=None,
+                           max_completion_length=48)  # fmt: skip
+    main(str(recipe))
+    (llm,) = engine.instances
+    assert llm.kwargs["max_model_len"] > 128 + 48  # widened for the tool schema
+    assert calls == [4, 1, 4, 1]  # per step: the first turn, then the turn after the tool results
+    after_tool = llm.generate_calls[1]
+    tokenizer = qwen_tokenizer()
+    assert len(after_tool) == 2  # the 2 completions that called the tool, with its result in their prompt
+    assert all("<tool_response>\n42\n\n</tool_response>" in tokenizer.decode(ids) for ids in after_tool)
+    rows = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "reward" in r]
+    assert len(steps) == 2 and all(r["tools/run_python/calls_per_completion"] == 0.5 for r in steps)
 
 
 @pytest.mark.slow
