@@ -159,18 +159,22 @@ def test_colocated_engine_double_runs_the_tool_loop(write_recipe, tmp_path, monk
     fake_sandbox.install(monkeypatch)
     calls = script_engine_tool_calls(monkeypatch)
     recipe = _tools_recipe(write_recipe, tmp_path, use_vllm=True, vllm_mode="colocate", tools=None,
-                           max_completion_length=48)  # fmt: skip
+                           max_completion_length=48, eval_dataset_name=str(tmp_path / "tasks.jsonl"),
+                           eval_dataset_size=1, eval_on_start=True, eval_strategy="no", num_generations_eval=4,
+                           per_device_eval_batch_size=4)  # fmt: skip
     main(str(recipe))
     (llm,) = engine.instances
     assert llm.kwargs["max_model_len"] > 128 + 48  # widened for the tool schema
-    assert calls == [4, 1, 4, 1]  # per step: the first turn, then the turn after the tool results
-    after_tool = llm.generate_calls[1]
+    assert calls == [4, 1, 4, 1, 4, 1]  # evaluation, then per step: the first turn, the turn after the tool results
+    after_tool = llm.generate_calls[3]
     tokenizer = qwen_tokenizer()
     assert len(after_tool) == 2  # the 2 completions that called the tool, with its result in their prompt
     assert all("<tool_response>\n42\n\n</tool_response>" in tokenizer.decode(ids) for ids in after_tool)
     rows = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if "reward" in r]
     assert len(steps) == 2 and all(r["tools/run_python/calls_per_completion"] == 0.5 for r in steps)
+    (evaluation,) = [r for r in rows if "eval/reward" in r]
+    assert evaluation["eval/tools/run_python/calls_per_completion"] == 0.5  # counted apart from training's
 
 
 @pytest.mark.slow
