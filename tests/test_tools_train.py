@@ -197,6 +197,18 @@ def test_start_up_refuses_routes_the_data_does_not_name(write_recipe, tmp_path, 
         main(str(recipe))
 
 
+def test_start_up_refuses_an_environment_that_cannot_be_built(write_recipe, tmp_path, monkeypatch):
+    from open_grpo.environments import python_exec
+
+    def no_sandbox(*args):
+        raise ModuleNotFoundError("No module named 'open_grpo.sandbox'")
+
+    monkeypatch.setattr(python_exec, "open_sandbox", no_sandbox)
+    monkeypatch.setattr(OpenGRPOTrainer, "__init__", lambda *a, **k: pytest.fail("the model was loaded"))
+    with pytest.raises(RecipeError, match=r"environment \(python_exec\) cannot be built with its defaults: Module"):
+        main(str(_tools_recipe(write_recipe, tmp_path)))
+
+
 def test_start_up_refuses_a_chat_template_without_tools(write_recipe, tmp_path, monkeypatch):
     from transformers import AutoTokenizer
 

@@ -50,6 +50,16 @@ def trainer_tool_kwargs(script, training, tokenizer, model: str, datasets) -> di
     stats = ToolStats(setup.tool_names())
     tools = [model_facing(s.plugin.obj, s.plugin.name, s.params, stats) for s in setup.tools]
     factories = {route: EnvironmentFactory(spec, stats) for route, spec in setup.environments.items()}
+    for route, factory in factories.items():  # one built now: a plugin that cannot start fails before the model
+        try:
+            factory()
+        except Exception as e:
+            where = "environment" if route is None else f"environment[{route!r}]"
+            params = factory.spec.params or "its defaults"
+            problems.append(f"{where} ({factory.spec.plugin.name}) cannot be built with {params}: "
+                            f"{type(e).__name__}: {e}")  # fmt: skip
+    if problems:
+        raise RecipeError(problems, "tools")
     _fit_engine_length(training, script.max_prompt_tokens, tokenizer, datasets[0], tools, setup)
     if training.process_index == 0:
         envs = ", ".join(
