@@ -27,7 +27,7 @@ from . import fake_sandbox
 def test_builtins_come_from_entry_points():
     env = load("environment", "python_exec")
     assert env.distribution == "open-grpo" and env.tool_names == ["run_python"]
-    assert env.params["wall_s"] == 5.0 and env.params["keep_definitions"] is True
+    assert env.params["wall_s"] == 5.0
     tool = load("tool", "calculator")
     assert tool.tool_names == ["calculator"] and tool.params == {"max_digits": 1000}
 

@@ -4,8 +4,7 @@
 
 Each call runs in a fresh sandboxed process (open_grpo.sandbox: time, memory and output limits). Within one rollout
 (TRL resets the environment per rollout) definitions persist: the code of the earlier calls that succeeded runs
-again first, its output discarded, so a function defined in one call can be used in the next
-(`keep_definitions: false` runs each call on its own). The model reads what the program printed, stdout then stderr,
+again first, its output discarded, so a function defined in one call can be used in the next. The model reads what the program printed, stdout then stderr,
 each cut to `max_output_chars`, and how it ended when it did not exit 0. A call whose program fails (non-zero exit,
 time or memory limit) counts in `tools/run_python/failure_rate`.
 """
@@ -56,14 +55,12 @@ class PythonExec:
         wall_s: float = 5.0,
         memory_mb: int = 512,
         max_output_chars: int = 2000,
-        keep_definitions: bool = True,
         backend: str = "auto",
         workers: int = 1,
     ):
         self._sandbox = open_sandbox(backend, float(wall_s), int(memory_mb), int(workers))
         self._wall_s = wall_s
         self._max_chars = max_output_chars
-        self._keep = keep_definitions
         self._cells: list[str] = []  # this rollout's successful calls
 
     def reset(self, **row) -> None:
@@ -77,7 +74,7 @@ class PythonExec:
             code: A complete Python program. Print the values you need. Functions and variables defined by your
                 earlier successful calls in this conversation are available.
         """
-        program = (replay_line(self._cells) if self._keep and self._cells else "") + code
+        program = (replay_line(self._cells) if self._cells else "") + code
         result = self._sandbox.run(program)
         text = self._format(result)
         if not result.ok:
