@@ -1,5 +1,6 @@
-"""`calculator`: a stateless tool that evaluates an arithmetic expression exactly, in the trainer process (no code
-runs: the expression is parsed and only numbers and arithmetic operators are evaluated, within size bounds).
+"""`calculator`: a stateless tool that evaluates an arithmetic expression (Python's arithmetic), in the trainer
+process: no code runs, the expression is parsed and only numbers and arithmetic operators are evaluated, within size
+bounds.
 
     tools: [calculator]            # or {name: calculator, max_digits: 100}
 """
