@@ -28,7 +28,10 @@ class FakeLLM:
         self.calls: list[str] = []
         model = SimpleNamespace(load_weights=self._load_weights)
         self.llm_engine = SimpleNamespace(
-            model_executor=SimpleNamespace(driver_worker=SimpleNamespace(model_runner=SimpleNamespace(model=model)))
+            model_executor=SimpleNamespace(driver_worker=SimpleNamespace(model_runner=SimpleNamespace(model=model))),
+            model_config=SimpleNamespace(
+                max_model_len=kwargs.get("max_model_len") or 32768
+            ),  # read by TRL's tool loop
         )
         FakeLLM.instances.append(self)
 

@@ -16,9 +16,9 @@ def test_every_subcommand_is_in_help(capsys):
         main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for name in ("train", "check", "launch-args", "bench", "rewards", "recipes"):
+    for name in ("train", "check", "launch-args", "bench", "rewards", "environments", "tools", "recipes"):
         assert name in out
-    assert len(COMMANDS) == 6
+    assert len(COMMANDS) == 8
 
 
 def test_python_m_cli_is_the_console_command():

@@ -12,7 +12,15 @@ RECIPE_LAYER = ROOT / "src" / "open_grpo" / "recipe"
 # What the recipe layer may import from open_grpo: leaves that import nothing above them (the error policy, where
 # recipes live, the table of model shapes, the reward registry it checks reward specs with) and itself.
 # (and the sandbox settings' own check, a leaf too)
-ALLOWED = {"errors", "recipe_keys", "shipped", "model_shapes", "rewards.registry", "sandbox.recipe"}
+ALLOWED = {
+    "errors",
+    "recipe_keys",
+    "shipped",
+    "model_shapes",
+    "rewards.registry",
+    "sandbox.recipe",
+    "environments.specs",
+}
 
 
 @pytest.mark.parametrize(

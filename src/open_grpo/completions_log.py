@@ -7,7 +7,9 @@ With TRL's `log_completions: true`, every logged training step appends its compl
 
 `prompt` is the text of the prompt's last message (the user's; the system prompt is the recipe's), `reward` the
 weighted total the trainer optimises, `rewards` each reward's own value (null: it could not score the completion),
-`solution` the gold answer where the data has one. The rows are the ones TRL gathers from every rank for its own
+`solution` the gold answer where the data has one. With tools, `completion` is the text of every assistant turn
+(what rewards read) and `tool_calls` lists each call: {"name", "arguments", "result"} (environments/transcript.py;
+absent when the completion called none). The rows are the ones TRL gathers from every rank for its own
 completions table (engine/gathered.py); only the main process writes. A step with more completions than
 `completions_log_max_per_step` keeps its first ones (whole prompt groups, in TRL's order). On resume, rows past the
 checkpoint's step are dropped first, so a step never appears twice.
@@ -22,6 +24,8 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from .engine.gathered import GatheredRows, totals
+from .environments.transcript import tool_calls_of
+from .rewards.text import completion_text
 
 FILE_NAME = "completions.jsonl"
 
@@ -61,6 +65,13 @@ def _text(message) -> str:
     return str(message)
 
 
+def _completion(completion) -> str:
+    """One assistant message: its text; several turns (tool calls between them): the assistant's text of them all."""
+    if isinstance(completion, list) and len(completion) > 1:
+        return completion_text(completion)
+    return _text(completion)
+
+
 def _plain(value):
     return None if value is None or value != value else value  # NaN (a reward that could not score) -> null
 
@@ -92,7 +103,11 @@ class CompletionsLog(TrainerCallback):
         solutions = rows.extra.get("solution")
         rewards = totals(rows, self.weights)
         for i in range(min(room, len(rows))):
-            row = {"step": step, "prompt": _text(rows.prompts[i]), "completion": _text(rows.completions[i])}
+            completion = rows.completions[i]
+            row = {"step": step, "prompt": _text(rows.prompts[i]), "completion": _completion(completion)}
+            calls = tool_calls_of(completion)
+            if calls:
+                row["tool_calls"] = calls
             if solutions is not None:
                 row["solution"] = solutions[i]
             row["reward"] = rewards[i]

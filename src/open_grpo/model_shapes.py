@@ -82,6 +82,7 @@ HUB_MODELS = {
     "Qwen/Qwen2.5-Math-1.5B": "1.5b",
     "Qwen/Qwen2.5-Math-7B": "7b",
     "Qwen/Qwen2.5-Coder-1.5B-Instruct": "1.5b",
+    "Qwen/Qwen2.5-1.5B-Instruct": "1.5b",
 }
 
 

@@ -66,6 +66,21 @@ class ScriptArguments:
         default=None,
         metadata={"help": "TRL's form of `rewards`: names only, weights from `reward_weights`."},
     )
+    environment: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "A tool-using environment for every rollout: {name: python_exec, <parameter>: value}, or one per "
+            "value of the dataset's 'environment' column: {<value>: {name: ...}, ...}. Names come from the "
+            "`open_grpo.environments` entry points (`open-grpo environments`); its public methods are the tools."
+        },
+    )
+    tools: list | None = field(
+        default=None,
+        metadata={
+            "help": "Standalone tools the model may call: [calculator, {name: my_tool, <parameter>: value}]. Names come "
+            "from the `open_grpo.tools` entry points (`open-grpo tools`). See also TRL's max_tool_calling_iterations."
+        },
+    )
     sandbox: dict | None = field(
         default=None,
         metadata={

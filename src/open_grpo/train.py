@@ -82,6 +82,7 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
     from transformers.trainer_callback import ProgressCallback
 
     from .data import load_prompts, load_together
+    from .environments.setup import trainer_tool_kwargs
     from .evaluation import load_eval_prompts
     from .metrics import CompactProgress, MetricsFile, format_summary, plot_rewards, read_metrics, summary
     from .mixture import load_mixture
@@ -102,11 +103,14 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
         lambda: load_eval_prompts(script, tokenizer, seed=training.seed, max_prompt_tokens=limit),  # problems of both
         lambda: load(script, tokenizer, seed=training.seed, max_prompt_tokens=limit),  # in one message
     )
+    # Tools and environments (environments/): TRL's tools= / environment_factory=, or {} without them.
+    tools = trainer_tool_kwargs(script, training, tokenizer, model_args.model_name_or_path, [dataset, eval_dataset])
 
     # The trainer (trainer_builder.py, shared with the benchmark): rewards through the registry, TRL loads the model
-    # from the path (and hands the same path to vLLM), LoRA / QLoRA wrapped by TRL.
+    # from the path (and hands the same path to vLLM), LoRA / QLoRA wrapped by TRL, tools.
     trainer = build_trainer(cfg, tokenizer=tokenizer, train_dataset=dataset, eval_dataset=eval_dataset,
-                            callbacks=[MetricsFile(training.output_dir)], model_path=model_path, training=training)  # fmt: skip
+                            callbacks=[MetricsFile(training.output_dir)], model_path=model_path, training=training,
+                            tool_kwargs=tools)  # fmt: skip
 
     if trainer.pop_callback(ProgressCallback) is not None:
         trainer.add_callback(CompactProgress)

@@ -18,6 +18,7 @@ What it adds, and nothing else:
   file: save at the step boundary, then `preempted` is set (preemption.py);
 - with `log_completions`, `<output_dir>/completions.jsonl` (completions_log.py);
 - with `dynamic_sampling`, zero-variance groups dropped and the batch refilled (dynamic_sampling.py);
+- with tools, calls and failures per tool in the logs (`tools/...`, environments/calls.py);
 - evaluation (TRL's) kept out of the training steps' telemetry, with pass@k and reward health (evaluation.py).
 The overrides here are of TRL's (and transformers') private trainer methods, kept short; every deeper reach into
 TRL's or vLLM's internals goes through `open_grpo.engine`, whose import checks the installed versions.
@@ -55,8 +56,9 @@ class OpenGRPOTrainer(GRPOTrainer):
 
     run_stamp: dict | None = None  # what each COMPLETE marker records about the run (resume.Plan.stamp)
 
-    def __init__(self, *args, **kwargs):
-        # Every option is a field of the OpenGRPOConfig given as `args` (grpo_config.py), read as self.args.<option>.
+    def __init__(self, *args, tool_stats=None, **kwargs):
+        # Every option is a field of the OpenGRPOConfig given as `args` (grpo_config.py), read as self.args.<option>;
+        # `tool_stats`: the environments.calls.ToolStats the recipe's tools count into (not an option: an object).
         training_args = kwargs["args"]
         if not isinstance(training_args, OpenGRPOConfig):
             raise TypeError(f"OpenGRPOTrainer needs args=OpenGRPOConfig(...), got {type(training_args).__name__}")
@@ -87,6 +89,7 @@ class OpenGRPOTrainer(GRPOTrainer):
             mine or trl for mine, trl in itertools.zip_longest(recipe_names, self.reward_func_names)
         ]
         self.stop_request = preemption.install()
+        self.tool_stats = tool_stats  # environments.calls.ToolStats, counted by the tools TRL calls
         self.preempted = False
         self._in_scoring = False
         self.eval_rewards = EvalRewards()
@@ -148,6 +151,8 @@ class OpenGRPOTrainer(GRPOTrainer):
         if self.completions_log is not None and self.model.training:  # made for the step that is about to end
             rows = gathered.latest_rows(self, len(inputs) * self.accelerator.num_processes)
             self.completions_log.capture(rows, step=self.state.global_step + 1)
+        if self.tool_stats is not None:
+            self.tool_stats.count_completions(output["completion_mask"].shape[0])
         self.telemetry.count(
             completion_tokens=int(output["completion_mask"].sum().item()),
             completions=output["completion_mask"].shape[0],
@@ -211,6 +216,8 @@ class OpenGRPOTrainer(GRPOTrainer):
         for reward in self.reward_funcs:
             if hasattr(reward, "pop_stats"):
                 metrics.update(reward.pop_stats())
+        if self.tool_stats is not None:
+            metrics.update(self.tool_stats.pop_metrics(self.accelerator))
         output.metrics.update({f"{metric_key_prefix}_{name}": value for name, value in metrics.items()})
         return output
 
@@ -242,8 +249,13 @@ class OpenGRPOTrainer(GRPOTrainer):
             if hasattr(reward, "pop_stats"):
                 for name, value in reward.pop_stats().items():
                     self._metrics["train"][name].append(value)
+        if self.tool_stats is not None and step:  # every rank: a sum over ranks
+            for name, value in self.tool_stats.pop_metrics(self.accelerator).items():
+                self._metrics["train"][name].append(value)
 
     def log(self, logs, start_time=None):
+        if self.tool_stats is not None and self.log_completions:  # TRL's parquet table of them would crash on some
+            gathered.tool_arguments_as_json(self)
         super().log(logs, start_time)
         if self.completions_log is not None:
             self.completions_log.flush(self.state.global_step)

@@ -34,9 +34,10 @@ def model_init_kwargs(recipe: Recipe, training) -> dict:
 
 
 def build_trainer(recipe: Recipe, *, tokenizer, train_dataset, eval_dataset=None, callbacks=(), model_path=None,
-                  training=None) -> OpenGRPOTrainer:  # fmt: skip
+                  training=None, tool_kwargs=None) -> OpenGRPOTrainer:  # fmt: skip
     """The trainer a recipe describes. `model_path`: the weights to start from (default: the recipe's model);
-    `training`: its OpenGRPOConfig when the caller built it already (`trainer_config(recipe)`)."""
+    `training`: its OpenGRPOConfig when the caller built it already (`trainer_config(recipe)`); `tool_kwargs`: the
+    recipe's tools (environments.setup.trainer_tool_kwargs)."""
     from trl import get_quantization_config
 
     training = training or trainer_config(recipe)
@@ -55,4 +56,5 @@ def build_trainer(recipe: Recipe, *, tokenizer, train_dataset, eval_dataset=None
         peft_config=peft_config(recipe.model),  # LoRA / QLoRA (use_peft): TRL wraps the model in the adapter
         quantization_config=get_quantization_config(recipe.model),
         callbacks=list(callbacks),
+        **(tool_kwargs or {}),
     )

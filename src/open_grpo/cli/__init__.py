@@ -5,6 +5,8 @@
     open-grpo launch-args RECIPE --nodes M --gpus-per-node N [--tp T] ... [-- trainer overrides]
     open-grpo bench [--rows trl-default,open_grpo] [--out DIR]
     open-grpo rewards                                 every registered reward
+    open-grpo environments                            every registered environment (tool-using rollouts)
+    open-grpo tools                                   every registered standalone tool
     open-grpo recipes                                 the recipes found
 
 Exit codes (errors.py): 0 done; 1 a check failed (the plan does not fit, a layout is refused); 2 a configuration,
@@ -21,9 +23,9 @@ import argparse
 import sys
 
 from ..errors import EXIT_CONFIG_ERROR, RecipeError
-from . import bench, check, launch_args, recipes, rewards, train
+from . import bench, check, environments, launch_args, recipes, rewards, tools, train
 
-COMMANDS = (train, check, launch_args, bench, rewards, recipes)
+COMMANDS = (train, check, launch_args, bench, rewards, environments, tools, recipes)
 
 
 def build_parser() -> argparse.ArgumentParser:

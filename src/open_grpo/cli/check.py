@@ -9,7 +9,8 @@ Checks the recipe as strictly as training does, for the target world size (every
 prints the process layout (data-parallel replicas, tensor-parallel groups of consecutive ranks), the batch
 arithmetic and a memory plan per GPU in named terms; exits 1 listing every problem of the plan. The trainer runs the
 same checks at start-up with the real world size and cards. A recipe whose rewards run code gets the sandbox's
-canary: an isolation that does not hold here is refused (exit 2). Card memory: --gpu-mem-gib, else this
+canary, and a recipe with tools the checks of its layout and chat template: what does not hold here is refused
+(exit 2). Card memory: --gpu-mem-gib, else this
 machine's GPU, else 80 GiB (said so). A model whose config.json is neither local nor in the local hub cache nor in
 the built-in table is checked without its memory plan (said so).
 """
@@ -34,6 +35,7 @@ def run(args, overrides: list[str]) -> int:
     import json
     import sys
 
+    from ..environments.setup import check_tools
     from ..errors import EXIT_CHECK_FAILED, EXIT_CONFIG_ERROR, EXIT_OK, RecipeError
     from ..gpus import card_memory_gib
     from ..preflight import ZERO_STAGE, layout_problems
@@ -55,6 +57,8 @@ def run(args, overrides: list[str]) -> int:
         gpu_mem, source = (args.gpu_mem_gib, "--gpu-mem-gib") if args.gpu_mem_gib else card_memory_gib()
         result = plan_recipe(recipe, gpus_per_node=args.gpus_per_node, nodes=args.nodes, gpu_mem_gib=gpu_mem,
                              zero_stage=ZERO_STAGE[args.accelerate])  # fmt: skip
+        world = args.gpus_per_node * args.nodes  # tools: what TRL's tool loop hangs on, the chat template
+        result.warnings += check_tools(recipe, world, ZERO_STAGE[args.accelerate], args.accelerate)
     except RecipeError as e:
         if not args.json:
             raise

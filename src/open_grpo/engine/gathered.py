@@ -1,12 +1,15 @@
 """TRL 1.16's completion buffers (`GRPOTrainer._logs`): the prompts, completions, per-reward values and advantages of
 every rank, gathered by TRL itself for its completions table. Reading them here means no second gather.
 
+`tool_arguments_as_json` makes the buffer's tool calls fit TRL's own parquet table.
+
 Each `_generate_and_score_completions` call appends its gathered rows (one per completion, every rank's in rank
 order, the `num_generations` completions of a prompt consecutive) to deques that keep the latest generation batch.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from itertools import islice
@@ -58,3 +61,17 @@ def totals(rows: GatheredRows, weights: list[float]) -> list[float | None]:
 def add_column(trainer, name: str, values: list) -> None:
     """A per-completion column for TRL to gather with the rows (TRL's `log_extra`, offered to reward functions)."""
     trainer._log_completion_extra(name, values)
+
+
+def tool_arguments_as_json(trainer) -> None:
+    """Each tool call's `arguments` in TRL's completion buffer as a JSON string, before TRL writes its table.
+
+    TRL 1.16 writes the buffer to `completions/*.parquet` when it logs; pyarrow cannot store a struct without fields
+    (a call with `{}` arguments, e.g. to a tool that takes none) nor one field with two types (two tools' `x`), and
+    the run would crash there. Strings always fit. completions.jsonl captured the calls (as objects) earlier."""
+    for completion in trainer._logs["completion"]:
+        for message in completion if isinstance(completion, list) else []:
+            for call in message.get("tool_calls") or [] if isinstance(message, dict) else []:
+                function = call.get("function") if isinstance(call, dict) else None
+                if isinstance(function, dict) and not isinstance(function.get("arguments"), str):
+                    function["arguments"] = json.dumps(function.get("arguments"), ensure_ascii=False)

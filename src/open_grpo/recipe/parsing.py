@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from .. import shipped
+from ..environments.specs import recipe_problems as tool_problems
 from ..errors import RecipeError, did_you_mean
 from ..recipe_keys import ScriptArguments
 from . import schema
@@ -128,6 +129,7 @@ def recipe_from_keys(config: dict, overrides=(), *, world_size: int | None = Non
     problems += training_problems(training, world) + data_problems(script, training, failed)
     problems += model_problems(model_values, training, schema.defaults("model"), failed)
     problems += [] if failed & REWARD_KEYS else reward_problems(script, training)
+    problems += tool_problems(script, training)  # environment, tools, max_tool_calling_iterations; TP > 1 refused
     if problems:
         raise RecipeError(problems, source)
     model = ModelConfig(**sections["model"])
