@@ -51,10 +51,13 @@ def take_auto(config: dict, overrides: list[str]) -> tuple[dict, list[str], bool
     return config, kept, auto
 
 
-def decide(training, max_prompt_tokens: int | None, model_path) -> str:
-    """Set `training.gradient_checkpointing` from the memory plan on this cluster; returns why, for the log."""
+def decide(training, max_prompt_tokens: int | None, model_path, engine=None) -> str:
+    """Set `training.gradient_checkpointing` from the memory plan on this cluster (`engine`: vLLM's memory options,
+    memory_plan.EngineMemory); returns why, for the log."""
     training.gradient_checkpointing = False
-    plan = preflight.runtime_plan(training, max_prompt_tokens, model_path) if isinstance(model_path, str) else None
+    plan = None
+    if isinstance(model_path, str):
+        plan = preflight.runtime_plan(training, max_prompt_tokens, model_path, engine=engine)
     if plan is None:
         training.gradient_checkpointing = True
         why = "on: no memory plan here (no GPU, or the model's shape is unknown)"

@@ -20,9 +20,12 @@ import yaml
 
 from . import activation_checkpointing, evaluation, lora, shipped
 from .dynamic_sampling import check_config as check_dynamic_sampling
+from .engine import process_choice
 from .engine.allreduce import CHOICES as ALLREDUCE_CHOICES
 from .engine.generation import SAMPLING_LOGPROBS
 from .errors import RecipeError
+from .kv_cache_plan import CHOICES as KV_CACHE_CHOICES
+from .memory_plan import quantized_base
 from .mixture import check_mixture
 from .models import random_model_problem
 from .recipe_keys import GENERATOR_PREFIX, MEMORY_CHECK_CHOICES, ScriptArguments
@@ -169,6 +172,15 @@ def validate(script: ScriptArguments, training, model) -> list[str]:
             f"'memory_check' must be one of {', '.join(MEMORY_CHECK_CHOICES)}, got {script.memory_check!r}"
         )
     problems.extend(resume_setting_problems(script.resume))
+    problems += process_choice.recipe_problems(
+        script.vllm_engine_process, use_vllm=training.use_vllm, mode=training.vllm_mode, quantized=quantized_base(model),
+        tp=training.vllm_tensor_parallel_size, sleep_mode=training.vllm_enable_sleep_mode)  # fmt: skip
+    if script.vllm_kv_cache not in KV_CACHE_CHOICES:
+        problems.append(f"'vllm_kv_cache' must be one of {', '.join(KV_CACHE_CHOICES)}, got {script.vllm_kv_cache!r}")
+    if script.vllm_engine_step_timeout_s < 0:
+        problems.append(
+            f"'vllm_engine_step_timeout_s' must be >= 0 (0: no watch), got {script.vllm_engine_step_timeout_s}"
+        )
     if script.vllm_sampling_logprobs not in SAMPLING_LOGPROBS:
         problems.append(
             f"'vllm_sampling_logprobs' must be one of {', '.join(SAMPLING_LOGPROBS)}, got {script.vllm_sampling_logprobs!r}"

@@ -4,13 +4,17 @@ What it adds, and nothing else:
 - `vllm_engine_kwargs`: options of the colocated `vllm.LLM` that TRL fixes itself (max_num_seqs,
   max_num_batched_tokens, enforce_eager, enable_prefix_caching, kv_cache_dtype, compilation_config, ...);
 - weights pushed to the colocated engine in large chunks (`vllm_sync_chunk_mib`), not one call per parameter;
+- the engine core in a process of its own (`vllm_engine_process`, engine/own_process.py), vLLM's KV cache sized to
+  the generation batch (`vllm_kv_cache`, kv_cache_plan.py), each generate call's engine steps timed and watched
+  (`vllm_engine_step_timeout_s`, engine/step_watch.py);
 - with TP > 1, vLLM's fused all-reduce switched off where NVLink multicast is unavailable
   (`vllm_allreduce_fusion`, engine/allreduce.py);
 - `vllm_max_model_length` set from the prompt and completion limits when the recipe leaves it unset;
 - the throughput levers of docs/PERFORMANCE.md: vLLM's outputs without detokenizing or per-token objects, sampled
   logprobs only when the loss reads them, the GC paused during generation (engine/generation.py), the old-logprob
   pass folded into the loss pass (engine/folded_logprobs.py), `gradient_checkpointing: auto`;
-- per-step phase times, throughput, MFU and peak memory in the logs (telemetry.py);
+- per-step phase times, throughput, MFU and peak memory in the logs (telemetry.py), and how many optimizer steps old
+  the completions trained on are (`offpolicy/staleness`: 0 on-policy; steps_per_generation k gives 0 .. k-1);
 - reward health (`rewards/<name>/errors`, `/timeouts`, `/none_frac`), and all ranks stopping together when a reward
   with `on_error: raise` fails on any of them;
 - checkpoints marked complete (with the run, layout and file sizes) only once every rank has written them, rotation
@@ -38,6 +42,7 @@ from .checkpoints import save_marked
 from .completions_log import CompletionsLog
 from .dynamic_sampling import DynamicSampler
 from .engine import allreduce, colocated, folded_logprobs, gathered, generation
+from .engine.colocated_engine import ColocatedEngine
 from .evaluation import EvalRewards
 from .preflight import check_at_start
 from .rewards.limits import drop_nonfinite_sums
@@ -52,7 +57,8 @@ def trainer_options(script) -> dict:
     names = ("vllm_engine_kwargs", "max_prompt_tokens", "vllm_sync_chunk_mib", "vllm_allreduce_fusion",
              "vllm_detokenize", "vllm_flat_logprobs", "vllm_sampling_logprobs", "fold_old_logprobs",
              "pause_gc_in_generation", "gradient_checkpointing_auto", "completions_log_max_per_step",
-             "dynamic_sampling", "dynamic_sampling_max_rounds", "memory_check")  # fmt: skip
+             "dynamic_sampling", "dynamic_sampling_max_rounds", "memory_check", "vllm_engine_process",
+             "vllm_kv_cache", "vllm_engine_step_timeout_s")  # fmt: skip
     return {name: getattr(script, name) for name in names}
 
 
@@ -78,19 +84,26 @@ class OpenGRPOTrainer(GRPOTrainer):
         dynamic_sampling: bool = False,
         dynamic_sampling_max_rounds: int = 3,
         memory_check: str = "error",
+        vllm_engine_process: str = "in_process",
+        vllm_kv_cache: str = "fraction",
+        vllm_engine_step_timeout_s: float = 0.0,
         **kwargs,
     ):
         # The defaults are TRL's behaviour; the recipes' (ScriptArguments) defaults are open_grpo's.
         training_args = kwargs["args"]
+        self.engine = ColocatedEngine.choose(training_args, process=vllm_engine_process, kv_cache=vllm_kv_cache,
+                                             chunk_mib=vllm_sync_chunk_mib, step_timeout_s=vllm_engine_step_timeout_s,
+                                             quantized=kwargs.get("quantization_config") is not None)  # fmt: skip
         if gradient_checkpointing_auto:
-            why = activation_checkpointing.decide(training_args, max_prompt_tokens, kwargs.get("model"))
+            why = activation_checkpointing.decide(training_args, max_prompt_tokens, kwargs.get("model"),
+                                                  self.engine.memory)  # fmt: skip
             if training_args.process_index == 0:
                 logger.info(why)
         if training_args.use_vllm and training_args.vllm_max_model_length is None and max_prompt_tokens:
             training_args.vllm_max_model_length = max_prompt_tokens + training_args.max_completion_length
         if training_args.use_vllm and isinstance(kwargs.get("model"), str):
             check_at_start(training_args, max_prompt_tokens, kwargs["model"], memory_check, vllm_allreduce_fusion,
-                           kwargs.get("peft_config"), kwargs.get("quantization_config"))  # fmt: skip
+                           kwargs.get("peft_config"), kwargs.get("quantization_config"), self.engine.memory)  # fmt: skip
         self.vllm_engine_kwargs = dict(vllm_engine_kwargs or {})
         if training_args.use_vllm and training_args.vllm_mode == "colocate":
             self.vllm_engine_kwargs, why = allreduce.apply(
@@ -98,8 +111,9 @@ class OpenGRPOTrainer(GRPOTrainer):
             )
             if why and training_args.process_index == 0:
                 logger.info("tensor parallel all-reduce: %s", why)
-        with colocated.engine_kwargs_applied(self.vllm_engine_kwargs):
+        with self.engine.building(self.vllm_engine_kwargs):
             super().__init__(*args, **kwargs)
+        self._generated_at_step = 0  # the optimizer step whose weights generated the batch being trained on
         self.stop_request = preemption.install()
         self.preempted = False
         self._in_scoring = False
@@ -122,21 +136,22 @@ class OpenGRPOTrainer(GRPOTrainer):
             self.dynamic_sampler = DynamicSampler(self.num_generations, dynamic_sampling_max_rounds, self.args.seed)
         if self.use_vllm:
             gen = self.vllm_generation
-            colocated.use_batched_sync(gen, vllm_sync_chunk_mib, self.model)
+            self.engine.attach(gen, self.model, self.args.output_dir, self.accelerator.is_main_process)
             changed = generation.apply(gen, self.args, detokenize=vllm_detokenize, flat_logprobs=vllm_flat_logprobs,
                                        sampling_logprobs=vllm_sampling_logprobs, pause_gc=pause_gc_in_generation)  # fmt: skip
             if changed and self.args.process_index == 0:
                 logger.info("colocated vLLM sampling: %s", "; ".join(changed))
-            if gen.mode == "colocate":
-                colocated.record_engine_settings(gen.llm, self.args.output_dir, self.accelerator.is_main_process)
-            gen.generate = self.telemetry.phases.wrap("generation", gen.generate)
+            gen.generate = self.engine.metrics_logged(self.telemetry.phases.wrap("generation", gen.generate),
+                                                      lambda: self._metrics["train" if self.model.training else "eval"])  # fmt: skip
             gen.sync_weights = self.telemetry.phases.wrap("weight_sync", gen.sync_weights)
 
     # ---------------------------------------------------------------------------------------------- phase timing
 
     def training_step(self, model, inputs, num_items_in_batch):
         self.telemetry.start()
-        return super().training_step(model, inputs, num_items_in_batch)
+        loss = super().training_step(model, inputs, num_items_in_batch)  # generates (TRL's _prepare_inputs) when due
+        self._metrics["train"]["offpolicy/staleness"].append(self.state.global_step - self._generated_at_step)
+        return loss
 
     def _generate_and_score_completions(self, inputs):
         start = time.perf_counter()
@@ -154,6 +169,8 @@ class OpenGRPOTrainer(GRPOTrainer):
 
     def _generate_and_score_once(self, inputs):
         """TRL's generation and scoring of `inputs`, counted for telemetry and kept for completions.jsonl."""
+        if self.model.training:
+            self._generated_at_step = self.state.global_step
         if self._fold_old_logprobs:  # the loss pass computes the correction (folded_logprobs.attach_ratio)
             with folded_logprobs.scoring_without_old_logprobs(self):
                 output = super()._generate_and_score_completions(inputs)
