@@ -44,23 +44,31 @@ def test_reference_recipe_is_auto():
 
 
 @pytest.mark.parametrize("card_gib, expected", [(141, False), (80, True)])
-def test_decided_by_the_memory_plan(monkeypatch, card_gib, expected):
-    """The 1.5B recipe on one GPU: an H200 holds it without checkpointing, an 80 GB card does not."""
+@pytest.mark.parametrize("kv_cache", ["fraction", "auto"])
+def test_decided_by_the_memory_plan(monkeypatch, card_gib, expected, kv_cache):
+    """The 1.5B recipe on one GPU: an H200 holds it without checkpointing, an 80 GB card does not (its activations
+    alone are ~67 GiB without checkpointing), whether vLLM takes 30% of the card or only what its batch needs."""
+    from open_grpo.memory_plan import EngineMemory
+
     r = load_recipe("qwen-math-1.5b", for_planning=True)
     facts = preflight.model_facts("Qwen/Qwen2.5-Math-1.5B")
+    planned = []
 
-    def plan_on_card(training, max_prompt_tokens, model_path):
+    def plan_on_card(training, max_prompt_tokens, model_path, engine=None):
+        planned.append(engine)
         return preflight.plan(training, max_prompt_tokens, facts, gpus_per_node=1, nodes=1, gpu_mem_gib=card_gib,
-                              zero_stage=0)  # fmt: skip
+                              zero_stage=0, engine=engine)  # fmt: skip
 
     monkeypatch.setattr(preflight, "runtime_plan", plan_on_card)
-    why = decide(r.training, r.script.max_prompt_tokens, "Qwen/Qwen2.5-Math-1.5B")
+    engine = EngineMemory(kv_cache=kv_cache)
+    why = decide(r.training, r.script.max_prompt_tokens, "Qwen/Qwen2.5-Math-1.5B", engine)
+    assert planned == [engine]  # planned with the engine's memory options
     assert r.training.gradient_checkpointing is expected
     assert ("off" if not expected else "on") in why
 
 
 def test_no_plan_keeps_it_on(monkeypatch):
     r = load_recipe("qwen-math-1.5b", for_planning=True)
-    monkeypatch.setattr(preflight, "runtime_plan", lambda *a: None)  # no GPU here
+    monkeypatch.setattr(preflight, "runtime_plan", lambda *a, **k: None)  # no GPU here
     assert "on" in decide(r.training, 512, "random:tiny") and r.training.gradient_checkpointing is True
     assert activation_checkpointing.AUTO == "auto"

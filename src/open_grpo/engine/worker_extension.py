@@ -76,3 +76,8 @@ class StagedWeightLoader:
 
     def open_grpo_memory(self) -> dict:
         return memory(self.device)
+
+    def open_grpo_read(self, name: str) -> dict:
+        """One of the engine's parameters (vLLM's name), as float32 bytes: for checks, not for the hot path."""
+        tensor = dict(self.model_runner.model.named_parameters())[name].detach().float().cpu()
+        return {"shape": list(tensor.shape), "float32": tensor.numpy().tobytes()}
