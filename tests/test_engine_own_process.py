@@ -110,21 +110,6 @@ def test_chunks_hold_aligned_tensors_in_order():
 # -------------------------------------------------------------- the weight path, through the trainer (CPU double)
 
 
-@pytest.fixture
-def shared_by_reference(monkeypatch):
-    """CUDA IPC stand-in: the handle is a key to the trainer's own buffer (one process on CPU)."""
-    buffers = {}
-
-    def share(tensor):
-        key = str(len(buffers)).encode()
-        buffers[key] = tensor
-        return key
-
-    monkeypatch.setattr(own_process, "share", share)
-    monkeypatch.setattr(worker_extension, "open_shared", lambda handle, device_index: buffers[handle])
-    return buffers
-
-
 @pytest.mark.slow
 def test_weights_reach_an_engine_in_its_own_process(monkeypatch, tmp_path, shared_by_reference):
     from .test_folded_logprobs import make_trainer

@@ -20,7 +20,9 @@ class FakeProbeEngine:
         steps = {"engine/steps": max_tokens, "engine/step_ms_median": 2.5, "engine/step_ms_max": 5.0,
                  "engine/slow_steps": 0.0}  # fmt: skip
         completions = [[(p[0] + base + i) % 1000 for i in range(max_tokens)] for p in prompts]
-        return {"completions": completions, "seconds": 2.0 if self.name == "in_process" else 1.8, "steps": steps}
+        logprob = -1.0 if self.name == "in_process" else -1.25
+        return {"completions": completions, "seconds": 2.0 if self.name == "in_process" else 1.8, "steps": steps,
+                "logprobs": [[logprob] * max_tokens for _ in prompts]}  # fmt: skip
 
     def push(self):
         if self.follows_pushes:
@@ -58,6 +60,7 @@ def test_probe_flow_and_report():
     c = result["correctness"]
     assert c["passed"] and c["same_before_push"] and c["same_after_push"] and all(c["changed_by_push"].values())
     assert c["push_seconds"]["own_process"] == {"staged": [0.02] * 3}
+    assert c["max_logprob_difference_after_push"] == pytest.approx(0.25)
     assert [len(v) for v in result["calls"].values()] == [2, 2]  # interleaved, after one warm-up each
     own = result["engines"]["own_process"]
     assert own["seconds_median"] == 1.8 and own["ms_per_decode_step_median"] == pytest.approx(1.8e3 / 16)
@@ -102,3 +105,52 @@ def test_offpolicy_curves_and_verdict(tmp_path):
     assert not offpolicy_curve.verdict({"on_policy": {0: {"reward": [0.6]}}, "off_policy": {}})["no_worse"]
     offpolicy_curve.plot(curves, tmp_path / "c.png", "t")
     assert (tmp_path / "c.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_probe_engines_built_by_the_trainers_path(monkeypatch, shared_by_reference):
+    """Both probe engines through TRL's VLLMGeneration on the engine double: the arguments TRL gives, the weight
+    paths each has, generation by TRL's colocated call."""
+    import torch
+    from accelerate import Accelerator
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from open_grpo.engine import own_process, probe_engines
+    from open_grpo.models import resolve_model
+
+    from . import fake_vllm
+
+    fake = fake_vllm.install(monkeypatch)
+    path = resolve_model("random:tiny")
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    tokenizer, accelerator = AutoTokenizer.from_pretrained(path), Accelerator(cpu=True)
+    engines = {name: probe_engines.build(name, model, tokenizer, accelerator, max_model_len=48, sequences=4)
+               for name in engine_probe.ENGINES}  # fmt: skip
+    own, inp = (fake.instances[i].kwargs for i in (0, 1))
+    assert own["worker_extension_cls"] == own_process.WORKER_EXTENSION and own["distributed_executor_backend"] == "uni"
+    assert inp["distributed_executor_backend"] == "external_launcher"
+    for kw in (own, inp):  # TRL's exact arguments, the KV cache sized to 4 sequences of 48 tokens
+        assert kw["max_num_batched_tokens"] == 4096 and kw["logprobs_mode"] == "processed_logprobs"
+        assert kw["max_num_seqs"] == 4 and kw["max_model_len"] == 48 and kw["kv_cache_memory_bytes"] > 0
+    for name, engine in engines.items():
+        r = engine.generate([[5, 6, 7]] * 4, 6, greedy=True)
+        assert [len(c) for c in r["completions"]] == [6] * 4 and len(r["logprobs"][0]) == 6
+        assert fake.instances[ENGINE_INDEX[name]].sampling_params[-1].temperature == 0.0
+        assert set(engine.push()) == ({"staged"} if name == "own_process" else {"trl_per_parameter", "chunked_1gib"})
+    assert set(fake.instances[0].weights) == {n for n, _ in model.named_parameters()}
+    assert "engine_process_reserved_gib" in engines["own_process"].memory()
+
+
+ENGINE_INDEX = {"own_process": 0, "in_process": 1}  # build order
+
+
+def test_probe_with_one_engine_times_it_and_says_why_nothing_was_compared():
+    weights = {"version": 0}
+    args = engine_probe.parse_args(["--out", "x", "--steps", "1", "--tokens", "8", "--prompt-tokens", "4"])
+    saved = []
+    result = engine_probe.run_probe({"in_process": FakeProbeEngine("in_process", weights)}, lambda: None, args,
+                                    save=lambda r: saved.append(dict(r)))  # fmt: skip
+    assert "needs both engines" in result["correctness"]["skipped"] and len(saved) == 2
+    result["engines"]["own_process"] = {"error": "Traceback ... worker extension failed"}
+    text = engine_probe.table(result)
+    assert "own_process  Traceback ... worker extension failed" in text and "correctness not checked" in text

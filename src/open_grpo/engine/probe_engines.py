@@ -37,9 +37,9 @@ class ProbeEngine:
         _, completions, logprobs, _ = self.gen.generate(prompts, None, 1)
         seconds = time.perf_counter() - start
         steps = self.watch.pop() if self.watch else {}
-        flat = [lp[0] for seq in (logprobs or []) for lp in seq if lp and lp[0] is not None]
+        per_token = [[lp[0] if lp else None for lp in seq] for seq in (logprobs or [])]
         return {"completions": [list(c) for c in completions], "seconds": seconds, "steps": steps,
-                "logprobs": flat}  # fmt: skip
+                "logprobs": per_token}  # fmt: skip
 
     def push(self) -> dict[str, float]:
         """The policy's weights into the engine by every path this engine has; seconds each (GPU synchronized)."""
@@ -49,10 +49,10 @@ class ProbeEngine:
         }  # fmt: skip
         out = {}
         for path, push in paths.items():
-            torch.cuda.synchronize()
+            _synchronize()
             start = time.perf_counter()
             push()
-            torch.cuda.synchronize()
+            _synchronize()
             out[path] = time.perf_counter() - start
         return out
 
@@ -76,8 +76,8 @@ def build(name: str, model, tokenizer, accelerator, *, max_model_len: int, seque
     from trl.generation.vllm_generation import VLLMGeneration
 
     own = name == "own_process"
-    torch.cuda.synchronize()
-    reserved = torch.cuda.memory_reserved()
+    _synchronize()
+    reserved = torch.cuda.memory_reserved() if torch.cuda.is_available() else 0
     start = time.perf_counter()
     with colocated.engine_kwargs_applied({}, kv_cache="auto", own_process_engine=own):
         gen = VLLMGeneration(model=model, accelerator=accelerator, processing_class=tokenizer, mode="colocate",
@@ -86,8 +86,14 @@ def build(name: str, model, tokenizer, accelerator, *, max_model_len: int, seque
                              max_completion_length=16, logprobs=0, generation_kwargs={"ignore_eos": True})  # fmt: skip
     build_s = time.perf_counter() - start
     generation.apply(gen, None, detokenize=False, flat_logprobs=True, sampling_logprobs="always", pause_gc=True)
-    engine = ProbeEngine(name, gen, build_s, (torch.cuda.memory_reserved() - reserved) / 2**30)
+    delta = (torch.cuda.memory_reserved() - reserved) / 2**30 if torch.cuda.is_available() else 0.0
+    engine = ProbeEngine(name, gen, build_s, delta)
     engine.watch = step_watch.watch(gen.llm, timeout_s, own)
     if own:
         engine.staged = own_process.use_staged_sync(gen, CHUNK_MIB)
     return engine
+
+
+def _synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
