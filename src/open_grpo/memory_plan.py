@@ -162,7 +162,7 @@ def fits_one_gpu(plan: MemoryPlan, shape, tp: int) -> bool:
 
 def describe(plan: MemoryPlan) -> list[str]:
     """One line per term, for the console."""
-    return [f"  {name:<22}{value / GIB:>7.2f} GiB" for name, value in plan.terms.items()]
+    return [f"  {name:<24}{value / GIB:>7.2f} GiB" for name, value in plan.terms.items()]
 
 
 def quantized_base(model_args) -> bool:

@@ -221,7 +221,7 @@ def _judge_memory(p: Plan, mem, shape, *, tp, world, zero_stage, gpu_mem_gib, me
             )
         if tp > 1 and fits_one_gpu(mem, shape, tp):
             p.warnings.append(f"TP {tp} on a model that fits one GPU's vLLM share: TP 1 is usually faster")
-    p.lines.append(f"  {'total':<22}{mem.total / GIB:>7.2f} GiB of {gpu_mem_gib:g} GiB")
+    p.lines.append(f"  {'total':<24}{mem.total / GIB:>7.2f} GiB of {gpu_mem_gib:g} GiB")
     if mem.total > card:
         over = (
             f"the plan needs {mem.total / GIB:.1f} GiB per GPU (training {mem.training / GIB:.1f} + vLLM's share "
