@@ -120,6 +120,21 @@ def build(llm_cls, trl_kwargs: dict, environ: MutableMapping[str, str] = os.envi
     return llm
 
 
+@contextlib.contextmanager
+def ipc_shareable_allocation(environ: Mapping[str, str] = os.environ):
+    """Allocate outside expandable segments where the trainer uses them (PYTORCH_CUDA_ALLOC_CONF): a plain cudaMalloc
+    block is what a CUDA IPC handle shares (vLLM's sleep-mode allocator switches the same setting)."""
+    expandable = "expandable_segments:true" in environ.get("PYTORCH_CUDA_ALLOC_CONF", "").replace(" ", "").lower()
+    if not expandable:
+        yield
+        return
+    torch.cuda.memory._set_allocator_settings("expandable_segments:False")
+    try:
+        yield
+    finally:
+        torch.cuda.memory._set_allocator_settings("expandable_segments:True")
+
+
 def engine_dtype(llm, fallback: torch.dtype) -> torch.dtype:
     try:
         return llm.llm_engine.model_config.dtype
@@ -138,7 +153,8 @@ class StagedWeightSync:
 
     def _attach(self, nbytes: int) -> None:
         """A buffer of `nbytes` on the trainer's GPU, shared with the engine (which drops any earlier one)."""
-        self.buffer = torch.empty(nbytes, dtype=torch.uint8, device=self.device)
+        with ipc_shareable_allocation():
+            self.buffer = torch.empty(nbytes, dtype=torch.uint8, device=self.device)
         (info,) = self.llm.collective_rpc("open_grpo_attach", args=(share(self.buffer),))
         mine = device_uuid(self.device)
         if mine is not None and info.get("device_uuid") != mine:

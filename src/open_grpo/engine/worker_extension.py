@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 import pickle
+import signal
 
 import torch
 
@@ -49,6 +50,29 @@ def device_uuid(device: torch.device) -> str | None:
     return str(torch.cuda.get_device_properties(device).uuid)
 
 
+def _ignore_stop_signal() -> None:
+    """SIGUSR1 is the trainer's "save and stop" (preemption.py); sent to the whole process group, its default action
+    would kill the engine mid-step. The engine process ignores it and ends with the trainer."""
+    try:
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    except ValueError:  # not the engine process's main thread: leave it
+        pass
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_the_trainer() -> None:
+    """vLLM's engine process has no parent-death check: a trainer killed outright (SIGKILL, the OOM killer) would
+    leave it holding the GPU. Linux's parent-death signal ends it with the trainer."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux/glibc: vLLM's own shutdown still runs on a normal exit
+        pass
+
+
 def memory(device: torch.device) -> dict:
     if device.type != "cuda":
         return {"reserved": 0, "max_reserved": 0}
@@ -59,6 +83,9 @@ class StagedWeightLoader:
     """Mixed into vLLM's GPU worker: weights loaded from the trainer's staging buffer."""
 
     def open_grpo_attach(self, handle: bytes) -> dict:
+        if self.device.type == "cuda":  # in vLLM's engine process (not the CPU tests' double, which runs in theirs)
+            _ignore_stop_signal()
+            _die_with_the_trainer()
         self.open_grpo_staging = open_shared(handle, self.device.index or 0)
         return {"device_uuid": device_uuid(self.device), "bytes": self.open_grpo_staging.numel(), "pid": os.getpid()}
 
