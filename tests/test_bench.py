@@ -222,7 +222,7 @@ def test_off_policy_rows_labelled_and_kept_out_of_the_headline():
 
 def test_runs_are_skipped_near_the_deadline(tmp_path):
     assert not out_of_time(None, 500) and not out_of_time(300, 100)
-    assert out_of_time(90, 100) and out_of_time(50, 0)  # less than the longest run, or than any run takes
+    assert out_of_time(90, 100) and out_of_time(50, 0)  # less than the last run took, or than any run takes
     (tmp_path / "s-0-open_grpo.log").write_text("log")
     (tmp_path / "out-open_grpo").mkdir()
     (tmp_path / "out-open_grpo" / "vllm_engine.json").write_text("{}")

@@ -124,12 +124,12 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     model = resolve_model(args.model)
     write_prompts(work / "prompts.jsonl")
-    runs, curves, longest = [], {v: {} for v in VARIANTS}, 0.0
+    runs, curves, last = [], {v: {} for v in VARIANTS}, 0.0
     for seed in args.seeds:
         for variant in VARIANTS:
             name = f"{variant}-s{seed}"
             left = args.deadline - (time.time() - start) if args.deadline else None
-            if out_of_time(left, longest):
+            if out_of_time(left, last):
                 runs.append({"name": name, "exit": None, "ended": "skipped: deadline"})
                 continue
             cfg = run_recipe(model, str(work / "prompts.jsonl"), variant, seed, args.steps, args.ahead,
@@ -139,7 +139,7 @@ def main(argv=None) -> int:
             print(f"[offpolicy] {name}: {' '.join(cmd)}", flush=True)
             begun = time.time()
             code = run_logged(cmd, work / f"{name}.log", min(left or args.run_timeout, args.run_timeout))
-            longest = max(longest, time.time() - begun)
+            last = time.time() - begun
             run = {"name": name, "exit": code, "seconds": round(time.time() - begun, 1)}
             if code != 0:
                 run["log_tail"] = (work / f"{name}.log").read_text(errors="replace")[-2500:]
