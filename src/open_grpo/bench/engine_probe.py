@@ -3,8 +3,9 @@
     python -m open_grpo.bench.engine_probe --out DIR [--model random:1.5b] [--steps 4]
 
 Both engines are built the way the trainer builds them (engine/probe_engines.py: TRL's `VLLMGeneration`, the
-recipes' output settings, `vllm_kv_cache: auto`, so both fit one card beside the policy), the engine in its own
-process first. Then, in this order:
+recipes' output settings, `vllm_kv_cache: auto`, so both fit one card beside the policy: ~6 GiB each for 1.5B), the
+engine in its own process first, and both stay built (vLLM 0.26's `LLM` has no shutdown of its own: an engine is
+freed when collected; the one in its own process by its client's shutdown, called at the end). Then, in this order:
 
 1. correctness: greedy (temperature 0) completions of a few prompts, one request per call (the same batch in both
    engines, so the same kernels), from each engine; then the policy's weights perturbed (seeded) and pushed into
