@@ -3,7 +3,7 @@
     python -m open_grpo.bench.engine_probe --out DIR [--model random:1.5b] [--steps 4]
 
 Both engines are built the way the trainer builds them (engine/probe_engines.py: TRL's `VLLMGeneration`, the
-recipes' output settings, `vllm_kv_cache: auto`, so both fit one card beside the policy: ~6 GiB each for 1.5B), the
+recipes' output settings, `vllm_kv_cache: auto`, so both fit one card beside the policy: planned at ~5 GiB each for 1.5B), the
 engine in its own process first, and both stay built (vLLM 0.26's `LLM` has no shutdown of its own: an engine is
 freed when collected; the one in its own process by its client's shutdown, called at the end). Then, in this order:
 
