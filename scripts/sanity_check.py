@@ -4,11 +4,8 @@ A Qwen2.5-1.5B-shaped model with random weights learns the `lowercase_letters` r
 letters in the completion; a random model starts near 0.6) through open_grpo, with the same global batch (32
 completions a step: 4 prompts x 8) and the same recipe in every layout, 2 seeds each.
 
-Sampling temperature 0.1: at temperature 1 a random model's next-token distribution is nearly uniform over the
-151k-token vocabulary (entropy ~11.6 of ln 151936 = 11.9 nats), nothing it samples recurs, and no learning rate up
-to 1e-3 moved the reward within 10 steps (a 2-layer model of the same width, on CPU). At 0.1 a few candidates per
-position carry the mass and the reward climbs (on that model: 1e-4 saturates it in 3 steps, 1e-5 moves it slowly;
-the recipe takes 2e-5). TRL applies the same temperature to the training log-probs, so the update stays on-policy.
+Sampling temperature 0.1 (why: open_grpo/bench/sanity_workload.py, where the workload's recipe lives; on a 2-layer
+CPU stand-in 1e-4 saturates the reward in 3 steps, 1e-5 moves it slowly; the recipe takes 2e-5).
 
     tp1     colocate, 1 GPU
     tp2     colocate, 2 GPUs, vLLM tensor parallel 2 (both ranks train data-parallel)
@@ -28,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import sys
 from pathlib import Path
@@ -36,59 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_jobs import Job, run_jobs  # noqa: E402
 
-GLOBAL_COMPLETIONS = 32
-TEMPERATURE = 0.1
-LAYOUTS = {  # name: (GPUs, training processes, vLLM tensor parallel size, vllm mode)
-    "tp1": (1, 1, 1, "colocate"),
-    "tp2": (2, 2, 2, "colocate"),
-    "dp2": (2, 2, 1, "colocate"),
-    "server": (2, 1, 1, "server"),
-}
-
-
-def recipe(model: str, data: str, layout: str, seed: int, steps: int, lr: float, out: str) -> dict:
-    _, procs, tp, mode = LAYOUTS[layout]
-    return {
-        "model_name_or_path": model,
-        "dtype": "float32",  # fp32 master weights, bf16 autocast: pure-bf16 updates this small would round away
-        "attn_implementation": "sdpa",
-        "dataset_name": data,
-        "prompt_column": "problem",
-        "solution_column": "solution",
-        "system_prompt": "Answer in plain lowercase english words.",
-        "max_prompt_tokens": 128,
-        "rewards": [{"name": "lowercase_letters", "weight": 1.0}],
-        "use_vllm": True,
-        "vllm_mode": mode,
-        "vllm_tensor_parallel_size": tp,
-        "vllm_gpu_memory_utilization": 0.3,
-        "bf16": True,
-        "num_generations": 8,
-        "per_device_train_batch_size": GLOBAL_COMPLETIONS // procs,
-        "max_completion_length": 64,
-        "temperature": TEMPERATURE,
-        "learning_rate": lr,
-        "lr_scheduler_type": "constant",
-        "warmup_steps": 0,
-        "beta": 0.0,
-        "max_steps": steps,
-        "gradient_checkpointing": False,
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "save_final_model": False,
-        "resume": "never",  # every invocation trains afresh (an earlier attempt in --out moves to previous/)
-        "report_to": "none",
-        "seed": seed,
-        "output_dir": out,
-    }
-
-
-def write_prompts(path: Path, n: int = 512) -> None:
-    rng = random.Random(0)
-    with path.open("w") as f:
-        for _ in range(n):
-            a, b, c = (rng.randint(-99, 99) for _ in range(3))
-            f.write(json.dumps({"problem": f"Calculate {a} + {b} * {c}.", "solution": str(a + b * c)}) + "\n")
+from open_grpo.bench.sanity_workload import GLOBAL_COMPLETIONS, LAYOUTS, recipe, write_prompts  # noqa: E402, F401
 
 
 def command(layout: str, recipe_path: Path, log: Path) -> str:

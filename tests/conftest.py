@@ -48,3 +48,21 @@ def _restore_signal_handlers():
     yield
     for s, handler in saved.items():
         signal.signal(s, handler)
+
+
+@pytest.fixture
+def shared_by_reference(monkeypatch):
+    """CUDA IPC stand-in for the engine in its own process: the handle is a key to the trainer's own buffer (the
+    engine double's worker runs in the test's process, on CPU)."""
+    from open_grpo.engine import own_process, worker_extension
+
+    buffers = {}
+
+    def share(tensor):
+        key = str(len(buffers)).encode()
+        buffers[key] = tensor
+        return key
+
+    monkeypatch.setattr(own_process, "share", share)
+    monkeypatch.setattr(worker_extension, "open_shared", lambda handle, device_index: buffers[handle])
+    return buffers

@@ -1,11 +1,18 @@
 """A test double of vLLM's offline engine: what TRL's colocated VLLMGeneration calls, recorded."""
 
 import gc
+import importlib
+import os
 import random
 from types import SimpleNamespace
 
+import torch
+
 # The logprob the double reports for every sampled token (tests of the IS correction set it near the model's own).
 SAMPLED_LOGPROB = -5.0
+# Variables an engine built in its own process must not see (the double records them at construction)
+WATCHED_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_USE_AGENT_STORE",
+               "VLLM_ENABLE_V1_MULTIPROCESSING", "CUDA_VISIBLE_DEVICES")  # fmt: skip
 
 
 class FakeSamplingParams:
@@ -26,6 +33,7 @@ class FakeLLM:
         self.sampling_params: list[FakeSamplingParams] = []
         self.gc_enabled: list[bool] = []  # whether Python's garbage collector was on during each generate call
         self.calls: list[str] = []
+        self.env = {name: os.environ.get(name) for name in WATCHED_ENV}
         model = SimpleNamespace(load_weights=self._load_weights)
         self.llm_engine = SimpleNamespace(
             model_executor=SimpleNamespace(driver_worker=SimpleNamespace(model_runner=SimpleNamespace(model=model))),
@@ -33,6 +41,15 @@ class FakeLLM:
                 max_model_len=kwargs.get("max_model_len") or 32768
             ),  # read by TRL's tool loop
         )
+        if kwargs.get("dtype") in ("bfloat16", "float16"):
+            self.llm_engine.model_config = SimpleNamespace(dtype=getattr(torch, kwargs["dtype"]))
+        self.worker = None  # vLLM's worker with `worker_extension_cls` mixed in, as vLLM 0.26 builds it
+        if kwargs.get("worker_extension_cls"):
+            module, name = kwargs["worker_extension_cls"].rsplit(".", 1)
+            extension = getattr(importlib.import_module(module), name)
+            self.worker = type("FakeWorker", (extension,), {})()
+            self.worker.device = torch.device("cpu")
+            self.worker.model_runner = SimpleNamespace(model=model)
         FakeLLM.instances.append(self)
 
     def _load_weights(self, weights):
@@ -71,6 +88,8 @@ class FakeLLM:
 
     def collective_rpc(self, method, args=()):
         self.calls.append(f"rpc:{method}")
+        if self.worker is not None:
+            return [getattr(self.worker, method)(*args)]
 
 
 def install(monkeypatch):

@@ -36,17 +36,25 @@ def test_reference_recipe_is_auto():
 
 
 @pytest.mark.parametrize("card_gib, expected", [(141, False), (80, True)])
-def test_decided_by_the_memory_plan(monkeypatch, card_gib, expected):
-    """The 1.5B recipe on one GPU: an H200 holds it without checkpointing, an 80 GB card does not."""
+@pytest.mark.parametrize("kv_cache", ["fraction", "auto"])
+def test_decided_by_the_memory_plan(monkeypatch, card_gib, expected, kv_cache):
+    """The 1.5B recipe on one GPU: an H200 holds it without checkpointing, an 80 GB card does not (its activations
+    alone are ~67 GiB without checkpointing), whether vLLM takes 30% of the card or only what its batch needs."""
+    from open_grpo.memory_plan import EngineMemory
+
     r = load_recipe("qwen-math-1.5b")
     facts = preflight.model_facts("Qwen/Qwen2.5-Math-1.5B")
+    planned = []
 
-    def plan_on_card(training, model_path, **configs):
-        return preflight.plan(training, training.max_prompt_tokens, facts, gpus_per_node=1, nodes=1, gpu_mem_gib=card_gib,
-                              zero_stage=0)  # fmt: skip
+    def plan_on_card(training, model_path, engine=None, **configs):
+        planned.append(engine)
+        return preflight.plan(training, training.max_prompt_tokens, facts, gpus_per_node=1, nodes=1,
+                              gpu_mem_gib=card_gib, zero_stage=0, engine=engine)  # fmt: skip
 
     monkeypatch.setattr(preflight, "runtime_plan", plan_on_card)
-    why = decide(r.training, "Qwen/Qwen2.5-Math-1.5B")
+    engine = EngineMemory(kv_cache=kv_cache)
+    why = decide(r.training, "Qwen/Qwen2.5-Math-1.5B", engine=engine)
+    assert planned == [engine]  # planned with the engine's memory options
     assert r.training.gradient_checkpointing is expected
     assert ("off" if not expected else "on") in why
 
@@ -62,7 +70,7 @@ def test_lora_decides_from_the_adapter_plan(monkeypatch):
     r = load_recipe("qwen-math-7b-lora", ["--gradient_checkpointing", "auto"])
     facts = preflight.model_facts("Qwen/Qwen2.5-Math-7B")
 
-    def plan_on_card(training, model_path, peft_config=None, quantization_config=None):
+    def plan_on_card(training, model_path, peft_config=None, quantization_config=None, engine=None):
         adapter = trainer_adapter_plan(facts, peft_config, quantization_config)
         return preflight.plan(training, training.max_prompt_tokens, facts, gpus_per_node=1, nodes=1, gpu_mem_gib=192,
                               zero_stage=0, adapter=adapter)  # fmt: skip

@@ -8,11 +8,12 @@ import time
 
 import pytest
 
-from open_grpo.bench.driver import floor_seconds, run_logged, run_order
+from open_grpo.bench.driver import floor_seconds, out_of_time, pack_logs, run_logged, run_order
 from open_grpo.bench.report import plot, recorded_command, table
-from open_grpo.bench.stats import interleaved, ratio_interval, summarize
-from open_grpo.bench.variants import REFERENCE_RECIPE, ROWS
+from open_grpo.bench.stats import headline, interleaved, ratio_interval, summarize
+from open_grpo.bench.variants import REFERENCE_RECIPE, ROWS, steps_per_cycle
 from open_grpo.bench.worker import main as bench_row
+from open_grpo.bench.worker import merge_cycles, whole_cycles
 from open_grpo.models import resolve_model
 from open_grpo.preflight import model_facts
 
@@ -24,10 +25,16 @@ ALGORITHM_KEYS = {"loss_type", "beta", "num_generations", "per_device_train_batc
 
 
 def test_rows_keep_the_algorithm():
-    # rows may change speed knobs, never the algorithm, unless marked as measuring what a part of the loss costs
+    # rows may change speed knobs, never the algorithm, unless marked as measuring what a part of the loss costs or
+    # as off-policy by design (reported apart)
     for name, row in ROWS.items():
         touched = ALGORITHM_KEYS & set(row["keys"])
-        assert not touched or row.get("changes_loss"), name
+        assert not touched or row.get("changes_loss") or row.get("off_policy"), name
+    assert [n for n, r in ROWS.items() if r.get("off_policy")] == ["open_grpo-ahead"]
+    assert ROWS["open_grpo-ahead"]["keys"]["steps_per_generation"] == 4 == steps_per_cycle("open_grpo-ahead")
+    assert ROWS["open_grpo-ahead"]["keys"]["vllm_importance_sampling_correction"] is True
+    assert steps_per_cycle("open_grpo") == 1
+    assert ROWS["open_grpo+own_process"]["keys"] == {"vllm_engine_process": "own_process"}
     assert ROWS["trl-default"] == {"kind": "trl", "keys": {}}
     assert ROWS["open_grpo"] == {"kind": "recipe", "keys": {}}  # the recipe exactly, workload aside
     assert REFERENCE_RECIPE == "qwen-math-1.5b"
@@ -171,3 +178,79 @@ def test_stopped_driver_takes_its_row_down(tmp_path):
         time.sleep(0.1)
     else:
         raise AssertionError("the row's child process survived the driver's SIGTERM")
+
+
+def test_off_policy_steps_are_counted_per_engine_call():
+    # k = 4: the step that generates counts 64 completions, the three that train on them count none
+    steps = []
+    for _ in range(2):
+        for i in range(4):
+            gen = i == 0
+            seconds = 3.0 if gen else 0.5
+            steps.append({"time/step": seconds, "time/generation": 2.5 if gen else 0.0,
+                          "throughput/completions_per_s_per_gpu": (64 if gen else 0) / seconds,
+                          "throughput/completion_tokens_per_s_per_gpu": (64 * 1024 if gen else 0) / seconds,
+                          "memory/peak_reserved_gib": 40.0 + i, "offpolicy/staleness": float(i),
+                          **({"completions/mean_length": 1024.0} if gen else {})})  # fmt: skip
+    merged = merge_cycles(steps + steps[:2], 4)  # an incomplete cycle at the end is left out
+    assert len(merged) == 2
+    m = merged[0]
+    assert m["time/step"] == pytest.approx(4.5) and m["time/generation"] == pytest.approx(2.5)
+    assert m["throughput/completions_per_s_per_gpu"] == pytest.approx(64 / 4.5)
+    assert m["memory/peak_reserved_gib"] == 43.0 and m["offpolicy/staleness"] == 1.5
+    assert m["completions/mean_length"] == 1024.0 and m["optimizer_steps"] == 4
+    assert merge_cycles(steps, 1) is steps
+    assert whole_cycles(1, 4) == 4 and whole_cycles(8, 4) == 8 and whole_cycles(2, 1) == 2
+
+
+def test_off_policy_rows_labelled_and_kept_out_of_the_headline():
+    def run(name, values, **extra):
+        r = fake_run(name, values)
+        v = [s["throughput/completions_per_s_per_gpu"] for s in r["steps"]]
+        r.update(step_time_s_median=16 / v[0], completions_per_s_per_gpu=v[0], completions_per_s_per_gpu_min=min(v),
+                 completions_per_s_per_gpu_max=max(v), phases={"generation": 2.0}, **extra)  # fmt: skip
+        return r
+
+    base = run("trl-default", [4.0] * 8)
+    ahead = run("open_grpo-ahead", [9.0] * 2, off_policy=True, peak_total_gib=30.0)
+    ours = run("open_grpo", [5.0] * 8, peak_total_gib=72.5)
+    rows = [base, ours, ahead]
+    summary = summarize(rows, "trl-default")
+    assert summary["open_grpo-ahead"]["off_policy"] and not summary["open_grpo"]["off_policy"]
+    assert summary["open_grpo"]["peak_total_gib"] == 72.5 and summary["trl-default"]["peak_total_gib"] == 60.0
+    assert headline(summary)["row"] == "open_grpo" and headline(summary)["ratio"] == pytest.approx(1.25)
+    assert headline(summary, "open_grpo-ahead") is None  # never the headline
+    text = table(rows, summary, "trl-default")
+    assert "open_grpo-ahead (off-policy)" in text and "open_grpo (off-policy)" not in text
+    assert "72.5" in text  # the training process's reserved + the engine process's
+
+
+def test_runs_are_skipped_near_the_deadline(tmp_path):
+    assert not out_of_time(None, 500) and not out_of_time(300, 100)
+    assert out_of_time(90, 100) and out_of_time(50, 0)  # less than the last run took, or than any run takes
+    (tmp_path / "s-0-open_grpo.log").write_text("log")
+    (tmp_path / "out-open_grpo").mkdir()
+    (tmp_path / "out-open_grpo" / "vllm_engine.json").write_text("{}")
+    pack_logs(tmp_path, "s", tmp_path / "x.logs.tar.gz")
+    import tarfile
+
+    with tarfile.open(tmp_path / "x.logs.tar.gz") as tar:
+        assert sorted(tar.getnames()) == ["out-open_grpo-vllm_engine.json", "s-0-open_grpo.log"]
+
+
+@pytest.mark.slow
+def test_ahead_row_with_engine_double(monkeypatch, tmp_path):
+    """The off-policy row on CPU: one engine call per 4 optimizer steps, measured in whole cycles, staleness 0..3."""
+    monkeypatch.setenv("OPEN_GRPO_BENCH_TMP", str(tmp_path))
+    fake_vllm.install(monkeypatch)
+    out = tmp_path / "ahead.json"
+    bench_row(["--row", "open_grpo-ahead", "--model", resolve_model("random:tiny"), "--out", str(out), "--steps", "4",
+               "--warmup", "1", "--per-device", "8", "--completion-len", "8", "--prompt-len", "64"])  # fmt: skip
+    result = json.loads(out.read_text())
+    llm = fake_vllm.FakeLLM.instances[-1]
+    # warm-up rounded up to a whole cycle: 8 optimizer steps, 2 engine calls of 4 x 8 completions (+ the eval's)
+    assert [len(c) for c in llm.generate_calls if len(c) == 32] == [32, 32]
+    assert result["off_policy"] is True and result["config"]["optimizer_steps_per_record"] == 4
+    assert len(result["steps"]) == 1 and result["steps"][0]["optimizer_steps"] == 4
+    assert result["staleness_mean"] == pytest.approx(1.5)  # completions 0, 1, 2 and 3 optimizer steps old
+    assert result["completions_per_s_per_gpu"] == pytest.approx(32 / result["steps"][0]["time/step"], rel=1e-6)

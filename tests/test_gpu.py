@@ -151,3 +151,79 @@ def test_gradient_checkpointing_auto_on_the_card_plans_the_adapter(write_recipe)
     assert plan is not None and "LoRA r=8" in plan.render() and "base in bf16" in plan.render()
     why = decide(recipe.training, "random:1.5b", peft_config(recipe.model), None)
     assert "no memory plan here" not in why  # decided from the card's plan
+
+
+# ------------------------------------------------------------------- the engine core in its own process (#24)
+
+
+def _metrics_rows(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_own_process_generation_equals_in_process(tmp_path):
+    """The probe at a small scale: greedy completions of the engine in its own process equal the in-process
+    engine's before and after pushing perturbed weights (staging buffer vs TRL's load_weights), and the push changed
+    them; both engines generate the timed batch and report their steps."""
+    from open_grpo.bench import engine_probe
+
+    code = engine_probe.main(["--out", str(tmp_path), "--model", "random:0.5b", "--steps", "1", "--sequences", "4",
+                              "--tokens", "64", "--prompt-tokens", "64"])  # fmt: skip
+    result = json.loads((tmp_path / "probe.json").read_text())
+    assert result["correctness"]["passed"], result["correctness"]
+    assert code == 0
+    for name in ("own_process", "in_process"):
+        engine = result["engines"][name]
+        assert engine["calls"] == 1 and engine["step_ms_median"] > 0 and engine["push_s_median"]
+    assert result["engines"]["own_process"]["engine_process_reserved_gib"] > 0
+
+
+def test_colocated_steps_with_the_engine_in_its_own_process(write_recipe, tmp_path):
+    """Three GRPO steps with `vllm_engine_process: own_process`: the engine runs where it says, weights are pushed
+    through the staging buffer every step, the engine's steps and memory are logged, the model trains."""
+    from safetensors.torch import load_file
+
+    from open_grpo.models import resolve_model
+    from open_grpo.train import main
+
+    main(str(_gpu_recipe(write_recipe, tmp_path, vllm_engine_process="own_process")))
+    out = tmp_path / "out"
+    engine = json.loads((out / "vllm_engine.json").read_text())
+    assert engine["engine_process"] == "own_process" and engine["distributed_executor_backend"] == "uni"
+    assert engine["kv_cache_memory_bytes"] > 0  # vllm_kv_cache: auto
+    steps = [r for r in _metrics_rows(out) if "reward" in r]
+    assert len(steps) == 3
+    assert all(r["time/weight_sync"] > 0 and r["memory/engine_process_reserved_gib"] > 0 for r in steps)
+    assert all(r["engine/steps"] >= 32 and r["engine/step_ms_max"] >= r["engine/step_ms_median"] for r in steps)
+    assert all(r["offpolicy/staleness"] == 0 for r in steps)
+    before = load_file(f"{resolve_model('random:0.5b')}/model.safetensors")
+    after = load_file(out / "model.safetensors")
+    assert any(not torch.equal(before[k], after[k]) for k in before if k in after)
+
+
+def test_own_process_lora_pushes_the_merged_weights(monkeypatch, write_recipe, tmp_path):
+    """LoRA with the engine in its own process: TRL's merge/unmerge around the staged push; the engine's o_proj of
+    layer 0 is the base plus the checkpointed adapter's delta (read back from the engine process)."""
+    import numpy as np
+    from safetensors.torch import load_file
+
+    from open_grpo.models import resolve_model
+    from open_grpo.train import main
+    from open_grpo.trainer import OpenGRPOTrainer
+
+    trainers = []
+    train = OpenGRPOTrainer.train
+    monkeypatch.setattr(OpenGRPOTrainer, "train", lambda self, *a, **k: trainers.append(self) or train(self, *a, **k))
+    recipe = _gpu_recipe(write_recipe, tmp_path, use_peft=True, lora_r=16, lora_alpha=32,
+                         lora_target_modules="all-linear", learning_rate=1.0e-2, save_strategy="steps", save_steps=1,
+                         vllm_engine_process="own_process")  # fmt: skip
+    main(str(recipe))
+    out = tmp_path / "out"
+    name = "model.layers.0.self_attn.o_proj.weight"
+    (read,) = trainers[0].vllm_generation.llm.collective_rpc("open_grpo_read", args=(name,))
+    pushed = torch.from_numpy(np.frombuffer(read["float32"], dtype=np.float32).copy()).view(read["shape"])
+    base = load_file(f"{resolve_model('random:0.5b')}/model.safetensors")[name]
+    adapter = load_file(out / "checkpoint-2" / "adapter_model.safetensors")
+    key = "base_model.model.model.layers.0.self_attn.o_proj.lora_{}.weight"
+    delta = adapter[key.format("B")].float() @ adapter[key.format("A")].float() * (32 / 16)
+    assert delta.abs().max() > 0
+    assert (pushed - (base.float() + delta)).abs().max() < 0.1 * delta.abs().max()

@@ -34,7 +34,8 @@ def test_outside_a_job_the_defaults_are_said(capsys, outside_a_job):
 
 
 def test_memory_check_warn_turns_the_over_budget_error_into_a_warning(capsys, outside_a_job):
-    over = ["qwen-math-1.5b", "--gpu-mem-gib", "40", "--", "--vllm_gpu_memory_utilization", "0.9"]
+    over = ["qwen-math-1.5b", "--gpu-mem-gib", "40", "--", "--vllm_gpu_memory_utilization", "0.9",
+            "--vllm_kv_cache", "fraction"]  # fmt: skip
     code, values, err = _launch_args(capsys, *over)
     assert code == 1 and not values and "the plan needs" in err
     code, values, err = _launch_args(capsys, *over, "--memory_check", "warn")

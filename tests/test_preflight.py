@@ -212,7 +212,11 @@ def test_json_is_one_object_with_the_plan(capsys):
     terms = {k: v for k, v in mem.items() if k not in ("total", "card")}
     assert {"policy_weights", "gradients", "optimizer_state", "activations", "lm_head", "per_process_overhead",
             "vllm_share"} <= set(terms)  # fmt: skip
-    assert mem["total"] == pytest.approx(sum(terms.values()), abs=0.05) and mem["vllm_share"] == 24.0
+    assert mem["total"] == pytest.approx(sum(terms.values()), abs=0.05)
+    # vllm_kv_cache: auto (the default): vLLM's weights + one generation batch's KV cache + overhead, not 0.3 x 80 GiB
+    assert data["vllm"]["kv_cache"] == "auto" and 4 < mem["vllm_share"] < 6
+    code, out, _ = _check(capsys, "qwen-math-1.5b", "--json", "--vllm_kv_cache", "fraction")
+    assert json.loads(out)["memory_gib"]["vllm_share"] == 24.0  # TRL's: vllm_gpu_memory_utilization x the card
     code, out, _ = _check(
         capsys, "qwen-math-1.5b", "--json", "--gpus-per-node", "6", "--vllm_tensor_parallel_size", "4"
     )
@@ -223,7 +227,7 @@ def test_json_is_one_object_with_the_plan(capsys):
 
 
 def test_memory_check_warn_accepts_an_over_budget_plan(capsys):
-    over = ["--gpu-mem-gib", "40", "--vllm_gpu_memory_utilization", "0.9"]
+    over = ["--gpu-mem-gib", "40", "--vllm_gpu_memory_utilization", "0.9", "--vllm_kv_cache", "fraction"]
     code, out, _ = _check(capsys, "qwen-math-1.5b", *over)
     assert code == 1 and "ERROR: the plan needs" in out
     code, out, _ = _check(capsys, "qwen-math-1.5b", *over, "--memory_check", "warn")

@@ -37,6 +37,8 @@ def test_colocated_steps_with_engine_double(monkeypatch, write_recipe, tmp_path)
     assert len(steps) == 2
     assert all(r["time/generation"] > 0 and r["time/weight_sync"] > 0 for r in steps)
     assert all(r["completions/mean_length"] == 16 for r in steps)
+    assert all(r["offpolicy/staleness"] == 0 for r in steps)  # on-policy: trained on its own step's completions
+    assert kw["kv_cache_memory_bytes"] > 0  # vllm_kv_cache: auto, the recipes' default
 
 
 def test_engine_kwargs_restore_module(monkeypatch):

@@ -20,6 +20,10 @@ from . import preflight
 
 logger = logging.getLogger(__name__)
 
+# Off only with this share of the card left free by the plan without checkpointing: the plan is held within
+# 0.9-1.2x of measured peaks (tests/test_memory_plan.py), so a plan at the card's edge may not fit.
+AUTO_HEADROOM = 0.10
+
 
 def choice(plan) -> tuple[bool, str]:
     """(on, why) from the memory plan made without checkpointing (None: no plan could be made)."""
@@ -27,17 +31,24 @@ def choice(plan) -> tuple[bool, str]:
         return True, "on: no memory plan here (no GPU, or the model's shape is unknown)"
     if plan.errors:
         return True, "on: without it the memory plan fails (" + "; ".join(plan.errors) + ")"
+    memory = plan.data.get("memory_gib") or {}
+    total, card = memory.get("total"), memory.get("card")
+    if total is not None and card and total > (1 - AUTO_HEADROOM) * card:
+        return True, (
+            f"on: without it the plan needs {total:.1f} of {card:g} GiB, within the plan's margin of the card "
+            f"(off needs {AUTO_HEADROOM:.0%} of the card free)"
+        )
     return False, "off: the memory plan fits the card without it"
 
 
-def decide(training, model_path, peft_config=None, quantization_config=None) -> str:
+def decide(training, model_path, peft_config=None, quantization_config=None, engine=None) -> str:
     """Set `training.gradient_checkpointing` from the memory plan on this cluster (of the LoRA/QLoRA run where
-    `peft_config`/`quantization_config` say so); returns why, for the log."""
+    `peft_config`/`quantization_config` say so; `engine`: vLLM's memory options, memory_plan.EngineMemory); returns
+    why, for the log."""
     training.gradient_checkpointing = False
     plan = None
     if isinstance(model_path, str):
-        plan = preflight.runtime_plan(
-            training, model_path, peft_config=peft_config, quantization_config=quantization_config
-        )
+        plan = preflight.runtime_plan(training, model_path, peft_config=peft_config,
+                                      quantization_config=quantization_config, engine=engine)  # fmt: skip
     training.gradient_checkpointing, why = choice(plan)
     return f"gradient_checkpointing auto -> {why}"

@@ -17,14 +17,18 @@ Training (TRL 1.16 GRPOTrainer, one process per GPU):
 - zero3_gathered: ZeRO-3 gathers each layer's weights (and the LM head) before use, one layer ahead.
 - per_process_overhead: what torch's allocator never reports (CUDA context, NCCL buffers) plus allocator slack.
 vLLM (colocated): `vllm_gpu_memory_utilization` x card memory, which vLLM sizes its weights, activations, CUDA
-graphs and KV cache into.
+graphs and KV cache into; with `vllm_kv_cache: auto`, its weights + the KV cache of one generation batch + its
+overhead (kv_cache_plan.py). An engine in its own process (`vllm_engine_process: own_process`) adds that process's
+CUDA context and allocator (`engine_process_overhead`) and the trainer's weight-staging buffer (`weight_staging`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-GIB = 2**30
+from .kv_cache_plan import GIB, VLLM_OVERHEAD_GIB, engine_share_bytes, kv_bytes_per_token, kv_cache_bytes
+from .recipe.engine_process import resolve as resolve_engine_process
+
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4, "auto": 2, None: 4}  # transformers loads None as fp32
 DEEPSPEED_OPTIMIZER_BYTES = 12  # fp32 master weights + Adam exp_avg + exp_avg_sq, per parameter
 ADAM_MOMENTS = 2  # torch.optim.AdamW without DeepSpeed: two moments in the weights' dtype
@@ -46,7 +50,20 @@ ZERO3_LAYERS_GATHERED = 2  # the layer in use and the one prefetched
 # as sequence lengths vary. An estimate, stated: the bench records `memory/peak_reserved_gib` and
 # `memory/device_used_gib` per step (telemetry.py) to hold it against runs.
 PER_PROCESS_OVERHEAD_GIB = 2.5
-VLLM_OVERHEAD_GIB = 1.5  # inside vLLM's share: its activations, CUDA graphs and allocator slack (an estimate)
+# An engine core in its own process: its CUDA context and loaded kernels (0.5-1 GiB) and its caching allocator's
+# slack, outside vLLM's share (an estimate, like the one above; the bench records the engine process's reserved memory)
+ENGINE_PROCESS_OVERHEAD_GIB = 1.5
+
+
+@dataclass(frozen=True)
+class EngineMemory:
+    """How the colocated engine's memory is planned (the recipe keys of the same names)."""
+
+    kv_cache: str = field(
+        default="fraction", metadata={"help": "vllm_kv_cache: 'auto' (sized to the batch) or 'fraction'"}
+    )
+    process: str = field(default="in_process", metadata={"help": "vllm_engine_process, resolved: in_ or own_process"})
+    staging_mib: int = field(default=1024, metadata={"help": "vllm_sync_chunk_mib: the own process's staging buffer"})
 
 
 @dataclass
@@ -87,11 +104,14 @@ def memory_plan(
     colocate: bool,
     adapter=None,
     reward_models=(),
+    engine: EngineMemory | None = None,
 ) -> MemoryPlan:
     """The plan for one GPU of a `world`-GPU run of `training` (a GRPOConfig) on a model of `shape`. `adapter`: a
     `lora.AdapterPlan` for a LoRA run: gradients and optimizer state for the adapter only, the base frozen (bf16, or
     4/8-bit for QLoRA, in training and in vLLM), no reference copy (TRL disables the adapter for the reference).
-    `reward_models`: `reward_model.RewardModelSize`s."""
+    `reward_models`: `reward_model.RewardModelSize`s; `engine`: how vLLM's memory is sized and where its engine runs
+    (TRL's fraction, in-process, by default)."""
+    engine = engine or EngineMemory()
     params = shape.num_params
     trainable = params if adapter is None else adapter.trainable_params
     h, vocab = shape.hidden_size, shape.vocab_size
@@ -122,14 +142,21 @@ def memory_plan(
         t["zero3_gathered"] = weight_bytes * (ZERO3_LAYERS_GATHERED * layer_params + vocab * h)
     t["per_process_overhead"] = PER_PROCESS_OVERHEAD_GIB * GIB
     if colocate:
-        share = training.vllm_gpu_memory_utilization * gpu_mem_gib * GIB
-        t["vllm_share"] = share
         plan.vllm_weights = (2 * params if adapter is None else adapter.base_weight_bytes) / tp
-        kv_heads = max(1, shape.num_key_value_heads // tp)
-        plan.kv_bytes_per_token = 2 * shape.num_hidden_layers * kv_heads * shape.head_size * 2  # K and V, bf16
-        kv_bytes = share - plan.vllm_weights - VLLM_OVERHEAD_GIB * GIB
+        plan.kv_bytes_per_token = kv_bytes_per_token(shape, tp)
+        if engine.kv_cache == "auto":
+            max_model_len = training.vllm_max_model_length or seq_len
+            kv_bytes = kv_cache_bytes(shape, sequences_per_engine, max_model_len, tp)
+            share = engine_share_bytes(plan.vllm_weights, kv_bytes)
+        else:
+            share = training.vllm_gpu_memory_utilization * gpu_mem_gib * GIB
+            kv_bytes = share - plan.vllm_weights - VLLM_OVERHEAD_GIB * GIB
+        t["vllm_share"] = share
         plan.kv_cache_tokens = int(max(0, kv_bytes) // plan.kv_bytes_per_token)
         plan.generation_batch_tokens = sequences_per_engine * seq_len
+        if engine.process == "own_process":
+            t["engine_process_overhead"] = ENGINE_PROCESS_OVERHEAD_GIB * GIB
+            t["weight_staging"] = min(max(engine.staging_mib, 1) * 2**20, 2 * params)  # engine/staging.py
     return plan
 
 
@@ -142,4 +169,20 @@ def fits_one_gpu(plan: MemoryPlan, shape, tp: int) -> bool:
 
 def describe(plan: MemoryPlan) -> list[str]:
     """One line per term, for the console."""
-    return [f"  {name:<22}{value / GIB:>7.2f} GiB" for name, value in plan.terms.items()]
+    return [f"  {name:<24}{value / GIB:>7.2f} GiB" for name, value in plan.terms.items()]
+
+
+def quantized_base(model_args) -> bool:
+    return bool(model_args.use_peft and (model_args.load_in_4bit or model_args.load_in_8bit))
+
+
+def engine_memory(training, quantized: bool) -> EngineMemory:
+    """The engine's memory options of a recipe's training options (OpenGRPOConfig), its process resolved."""
+    colocate = training.use_vllm and training.vllm_mode == "colocate"
+    try:
+        process, _ = resolve_engine_process(training.vllm_engine_process, colocate=colocate, quantized=quantized,
+                                            tp=training.vllm_tensor_parallel_size,
+                                            sleep_mode=training.vllm_enable_sleep_mode)  # fmt: skip
+    except ValueError:  # reported by the recipe check
+        process = "in_process"
+    return EngineMemory(kv_cache=training.vllm_kv_cache, process=process, staging_mib=training.vllm_sync_chunk_mib)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from .engine.allreduce import multi_node_problem
 from .errors import RecipeError
 from .lora import base_dtype, trainer_adapter_plan
-from .memory_plan import GIB, describe, fits_one_gpu, memory_plan
+from .memory_plan import GIB, EngineMemory, describe, fits_one_gpu, memory_plan
 from .model_shapes import ModelShape, find_shape
 from .recipe.world_size import generation_batch
 from .rewards.reward_model import loaded_sizes
@@ -94,10 +94,12 @@ def plan(
     shape_note: str = "",
     adapter=None,
     reward_models=(),
+    engine: EngineMemory | None = None,
 ) -> Plan:
     """Layout, batch arithmetic and memory per GPU for a recipe on `nodes` x `gpus_per_node` cards. A None `shape`
     (a model the preflight cannot see) skips the checks that need it, saying why (`shape_note`). `adapter`: a
-    `lora.AdapterPlan` for a LoRA run; `reward_models`: `rewards.reward_model.RewardModelSize`s."""
+    `lora.AdapterPlan` for a LoRA run; `reward_models`: `rewards.reward_model.RewardModelSize`s; `engine`: vLLM's
+    memory sizing and process (memory_plan.EngineMemory)."""
     p = Plan()
     world = gpus_per_node * nodes
     colocate = training.use_vllm and training.vllm_mode == "colocate"
@@ -142,8 +144,10 @@ def plan(
         f"per optimizer step: {batch['completions_per_step']} completions = {batch['prompts_per_step']:g} prompts x "
         f"{training.num_generations} generations; per GPU: {batch['completions_per_gpu_per_step']}"
     )
-    engine = f"; per vLLM engine: {sequences_per_engine} sequences of <= {seq_len} tokens" if training.use_vllm else ""
-    p.lines.append(f"generation batch: {batch['generation_batch']} completions (every {spg} step(s)){engine}")
+    per_engine = (
+        f"; per vLLM engine: {sequences_per_engine} sequences of <= {seq_len} tokens" if training.use_vllm else ""
+    )
+    p.lines.append(f"generation batch: {batch['generation_batch']} completions (every {spg} step(s)){per_engine}")
     p.data.update(layout=layout, batch=batch, memory_gib=None)
     if colocate and training.vllm_max_model_length is not None and training.vllm_max_model_length < seq_len:
         p.errors.append(
@@ -157,15 +161,17 @@ def plan(
         return p
     mem = memory_plan(training, shape, world=world, tp=tp, zero_stage=zero_stage, seq_len=seq_len,
                       sequences_per_engine=sequences_per_engine, gpu_mem_gib=gpu_mem_gib, model_dtype=model_dtype,
-                      colocate=colocate, adapter=adapter, reward_models=reward_models)  # fmt: skip
+                      colocate=colocate, adapter=adapter, reward_models=reward_models, engine=engine)  # fmt: skip
     if adapter is not None:
         p.lines.append(adapter.describe(shape.num_params) + "; gradients and optimizer state for the adapter only")
     _judge_memory(p, mem, shape, tp=tp, world=world, zero_stage=zero_stage, gpu_mem_gib=gpu_mem_gib,
-                  memory_check=memory_check, training=training, shape_note=shape_note)  # fmt: skip
+                  memory_check=memory_check, training=training, shape_note=shape_note,
+                  engine=engine or EngineMemory())  # fmt: skip
     return p
 
 
-def _judge_memory(p: Plan, mem, shape, *, tp, world, zero_stage, gpu_mem_gib, memory_check, training, shape_note):
+def _judge_memory(p: Plan, mem, shape, *, tp, world, zero_stage, gpu_mem_gib, memory_check, training, shape_note,
+                  engine: EngineMemory):  # fmt: skip
     card = gpu_mem_gib * GIB
     p.data["memory_gib"] = {**mem.gib(), "card": round(gpu_mem_gib, 2)}
     p.data["model"] = {"params": shape.num_params, "shape_from": shape_note}
@@ -174,9 +180,12 @@ def _judge_memory(p: Plan, mem, shape, *, tp, world, zero_stage, gpu_mem_gib, me
     p.lines += describe(mem)
     if "vllm_share" in mem.terms:
         p.data["vllm"] = {"weights_gib": round(mem.vllm_weights / GIB, 2), "kv_cache_tokens": mem.kv_cache_tokens,
-                          "generation_batch_tokens": mem.generation_batch_tokens}  # fmt: skip
+                          "generation_batch_tokens": mem.generation_batch_tokens, "kv_cache": engine.kv_cache,
+                          "engine_process": engine.process}  # fmt: skip
+        sized = ("vllm_kv_cache auto: weights + one generation batch's KV cache + overhead" if engine.kv_cache == "auto"
+                 else f"vllm_gpu_memory_utilization {training.vllm_gpu_memory_utilization}")  # fmt: skip
         p.lines.append(
-            f"  vLLM share (vllm_gpu_memory_utilization {training.vllm_gpu_memory_utilization}): weights "
+            f"  vLLM share ({sized}): weights "
             f"{mem.vllm_weights / GIB:.2f} GiB, KV cache {mem.kv_cache_tokens:,} tokens; one generation batch "
             f"needs {mem.generation_batch_tokens:,}"
         )
@@ -188,12 +197,13 @@ def _judge_memory(p: Plan, mem, shape, *, tp, world, zero_stage, gpu_mem_gib, me
             )
         if tp > 1 and fits_one_gpu(mem, shape, tp):
             p.warnings.append(f"TP {tp} on a model that fits one GPU's vLLM share: TP 1 is usually faster")
-    p.lines.append(f"  {'total':<22}{mem.total / GIB:>7.2f} GiB of {gpu_mem_gib:g} GiB")
+    p.lines.append(f"  {'total':<24}{mem.total / GIB:>7.2f} GiB of {gpu_mem_gib:g} GiB")
     if mem.total > card:
         over = (
             f"the plan needs {mem.total / GIB:.1f} GiB per GPU (training {mem.training / GIB:.1f} + vLLM's share "
-            f"{mem.terms.get('vllm_share', 0) / GIB:.1f}) of the {gpu_mem_gib:g} GiB card: lower "
-            "vllm_gpu_memory_utilization or per_device_train_batch_size, enable gradient_checkpointing"
+            f"{mem.terms.get('vllm_share', 0) / GIB:.1f}) of the {gpu_mem_gib:g} GiB card: use "
+            + ("vllm_kv_cache: auto or " if engine.kv_cache != "auto" else "")
+            + "vllm_gpu_memory_utilization or per_device_train_batch_size, enable gradient_checkpointing"
             + (", use a higher ZeRO stage (--accelerate zero3)" if zero_stage < 3 else "")
             + "; or, knowing the plan is pessimistic for your run, set memory_check: warn"
         )
@@ -208,7 +218,7 @@ def _judge_memory(p: Plan, mem, shape, *, tp, world, zero_stage, gpu_mem_gib, me
 
 
 def runtime_plan(
-    training, model_path: str, peft_config=None, quantization_config=None, reward_models=()
+    training, model_path: str, peft_config=None, quantization_config=None, reward_models=(), engine=None
 ) -> Plan | None:
     """The same checks on the real world size and cards (called by the trainer before it builds vLLM); `training` is
     the trainer's OpenGRPOConfig (max_prompt_tokens, memory_check, vllm_allreduce_fusion are its options)."""
@@ -226,14 +236,15 @@ def runtime_plan(
     return plan(training, training.max_prompt_tokens, shape, gpus_per_node=local, nodes=max(1, world // local),
                 gpu_mem_gib=mem, zero_stage=zero, memory_check=training.memory_check,
                 allreduce_fusion=training.vllm_allreduce_fusion, model_dtype=dtype, shape_note=where,
-                adapter=adapter, reward_models=reward_models)  # fmt: skip
+                adapter=adapter, reward_models=reward_models, engine=engine)  # fmt: skip
 
 
-def check_at_start(training, model_path, peft_config=None, quantization_config=None, reward_funcs=()) -> None:
+def check_at_start(training, model_path, peft_config=None, quantization_config=None, reward_funcs=(),
+                   engine=None) -> None:  # fmt: skip
     """`open-grpo check` on the real world size and cards, before vLLM or the model is built (the trainer calls it).
-    Logs the plan on the main process; raises `RecipeError` for its errors."""
+    Logs the plan on the main process; raises `RecipeError` for its errors. `engine`: memory_plan.EngineMemory."""
     result = runtime_plan(training, model_path, peft_config=peft_config, quantization_config=quantization_config,
-                          reward_models=loaded_sizes(reward_funcs))  # fmt: skip
+                          reward_models=loaded_sizes(reward_funcs), engine=engine)  # fmt: skip
     if result is None:
         return
     if training.process_index == 0:

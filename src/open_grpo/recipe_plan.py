@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 
 from .lora import adapter_plan
+from .memory_plan import engine_memory, quantized_base
 from .model_shapes import find_shape
 from .preflight import Plan, plan
 from .recipe.world_size import generation_batch
@@ -22,13 +23,14 @@ def plan_recipe(recipe, *, gpus_per_node: int, nodes: int, gpu_mem_gib: float, z
     shape, where = find_shape(recipe.model.model_name_or_path, recipe.model.model_revision)
     specs = parse_reward_specs(recipe.script.rewards, recipe.script.reward_funcs, recipe.training.reward_weights)
     reward_models, unsized = planned_reward_models(specs)
+    engine = engine_memory(recipe.training, quantized_base(recipe.model))
 
     def plan_with(training) -> Plan:
         result = plan(training, recipe.training.max_prompt_tokens, shape, gpus_per_node=gpus_per_node, nodes=nodes,
                       gpu_mem_gib=gpu_mem_gib, zero_stage=zero_stage, memory_check=recipe.training.memory_check,
                       allreduce_fusion=recipe.training.vllm_allreduce_fusion, model_dtype=recipe.model.dtype,
                       shape_note=where, adapter=shape and adapter_plan(shape, recipe.model, zero_stage),
-                      reward_models=reward_models)  # fmt: skip
+                      reward_models=reward_models, engine=engine)  # fmt: skip
         result.warnings += unsized
         return result
 

@@ -4,13 +4,17 @@ What it adds, and nothing else:
 - `vllm_engine_kwargs`: options of the colocated `vllm.LLM` that TRL fixes itself (max_num_seqs,
   max_num_batched_tokens, enforce_eager, enable_prefix_caching, kv_cache_dtype, compilation_config, ...);
 - weights pushed to the colocated engine in large chunks (`vllm_sync_chunk_mib`), not one call per parameter;
+- the engine core in a process of its own (`vllm_engine_process`, engine/own_process.py), vLLM's KV cache sized to
+  the generation batch (`vllm_kv_cache`, kv_cache_plan.py), each generate call's engine steps timed and watched
+  (`vllm_engine_step_timeout_s`, engine/step_watch.py);
 - with TP > 1, vLLM's fused all-reduce switched off where NVLink multicast is unavailable
   (`vllm_allreduce_fusion`, engine/allreduce.py);
 - `vllm_max_model_length` set from the prompt and completion limits when the recipe leaves it unset;
 - the throughput levers of docs/PERFORMANCE.md: vLLM's outputs without detokenizing or per-token objects, sampled
   logprobs only when the loss reads them, the GC paused during generation (engine/generation.py), the old-logprob
   pass folded into the loss pass (engine/folded_logprobs.py), `gradient_checkpointing: auto`;
-- per-step phase times, throughput, MFU and peak memory in the logs (telemetry.py);
+- per-step phase times, throughput, MFU and peak memory in the logs (telemetry.py), and how many optimizer steps old
+  the completions trained on are (`offpolicy/staleness`: 0 on-policy; steps_per_generation k gives 0 .. k-1);
 - reward health (`rewards/<name>/errors`, `/timeouts`, `/none_frac`), and all ranks stopping together when a reward
   with `on_error: raise` fails on any of them;
 - checkpoints marked complete (with the run, layout and file sizes) only once every rank has written them, rotation
@@ -40,6 +44,7 @@ from .checkpoints import save_marked
 from .completions_log import CompletionsLog
 from .dynamic_sampling import DynamicSampler
 from .engine import allreduce, colocated, folded_logprobs, gathered, generation
+from .engine.colocated_engine import ColocatedEngine
 from .evaluation import EvalRewards
 from .grpo_config import OpenGRPOConfig
 from .preflight import check_at_start
@@ -63,9 +68,10 @@ class OpenGRPOTrainer(GRPOTrainer):
         if not isinstance(training_args, OpenGRPOConfig):
             raise TypeError(f"OpenGRPOTrainer needs args=OpenGRPOConfig(...), got {type(training_args).__name__}")
         model = kwargs.get("model")
+        self.engine = ColocatedEngine.choose(training_args, quantized=kwargs.get("quantization_config") is not None)
         if training_args.gradient_checkpointing_auto:
             why = activation_checkpointing.decide(training_args, model, kwargs.get("peft_config"),
-                                                  kwargs.get("quantization_config"))  # fmt: skip
+                                                  kwargs.get("quantization_config"), self.engine.memory)  # fmt: skip
             if training_args.process_index == 0:
                 logger.info(why)
         max_prompt_tokens = training_args.max_prompt_tokens
@@ -73,7 +79,7 @@ class OpenGRPOTrainer(GRPOTrainer):
             training_args.vllm_max_model_length = max_prompt_tokens + training_args.max_completion_length
         if training_args.use_vllm and isinstance(model, str):
             check_at_start(training_args, model, kwargs.get("peft_config"), kwargs.get("quantization_config"),
-                           kwargs.get("reward_funcs") or ())  # fmt: skip
+                           kwargs.get("reward_funcs") or (), self.engine.memory)  # fmt: skip
         self.vllm_engine_kwargs = dict(training_args.vllm_engine_kwargs or {})
         if training_args.use_vllm and training_args.vllm_mode == "colocate":
             self.vllm_engine_kwargs, why = allreduce.apply(
@@ -83,11 +89,12 @@ class OpenGRPOTrainer(GRPOTrainer):
                 logger.info("tensor parallel all-reduce: %s", why)
         # TRL names a reward model after its path; the recipe's name (`__name__`, registry.build_rewards) wins.
         recipe_names = [getattr(f, "__name__", None) for f in kwargs.get("reward_funcs") or ()]
-        with colocated.engine_kwargs_applied(self.vllm_engine_kwargs):
+        with self.engine.building(self.vllm_engine_kwargs):
             super().__init__(*args, **kwargs)
         self.reward_func_names = [
             mine or trl for mine, trl in itertools.zip_longest(recipe_names, self.reward_func_names)
         ]
+        self._generated_at_step = 0  # the optimizer step whose weights generated the batch being trained on
         self.stop_request = preemption.install()
         self.tool_stats = tool_stats  # environments.calls.ToolStats, counted by the tools TRL calls
         self.preempted = False
@@ -112,20 +119,21 @@ class OpenGRPOTrainer(GRPOTrainer):
             )
         if self.use_vllm:
             gen = self.vllm_generation
-            colocated.use_batched_sync(gen, self.args.vllm_sync_chunk_mib, self.model)
+            self.engine.attach(gen, self.model, self.args.output_dir, self.accelerator.is_main_process)
             changed = generation.apply(gen, self.args)
             if changed and self.args.process_index == 0:
                 logger.info("colocated vLLM sampling: %s", "; ".join(changed))
-            if gen.mode == "colocate":
-                colocated.record_engine_settings(gen.llm, self.args.output_dir, self.accelerator.is_main_process)
-            gen.generate = self.telemetry.phases.wrap("generation", gen.generate)
+            gen.generate = self.engine.metrics_logged(self.telemetry.phases.wrap("generation", gen.generate),
+                                                      lambda: self._metrics["train" if self.model.training else "eval"])  # fmt: skip
             gen.sync_weights = self.telemetry.phases.wrap("weight_sync", gen.sync_weights)
 
     # ---------------------------------------------------------------------------------------------- phase timing
 
     def training_step(self, model, inputs, num_items_in_batch):
         self.telemetry.start()
-        return super().training_step(model, inputs, num_items_in_batch)
+        loss = super().training_step(model, inputs, num_items_in_batch)  # generates (TRL's _prepare_inputs) when due
+        self._metrics["train"]["offpolicy/staleness"].append(self.state.global_step - self._generated_at_step)
+        return loss
 
     def _generate_and_score_completions(self, inputs):
         start = time.perf_counter()
@@ -143,6 +151,8 @@ class OpenGRPOTrainer(GRPOTrainer):
 
     def _generate_and_score_once(self, inputs):
         """TRL's generation and scoring of `inputs`, counted for telemetry and kept for completions.jsonl."""
+        if self.model.training:
+            self._generated_at_step = self.state.global_step
         if self._fold_old_logprobs:  # the loss pass computes the correction (folded_logprobs.attach_ratio)
             with folded_logprobs.scoring_without_old_logprobs(self):
                 output = super()._generate_and_score_completions(inputs)

@@ -3,6 +3,8 @@
     open-grpo bench                                   # trl-default and open_grpo, A B A B, 8 measured steps each
     open-grpo bench --rows open_grpo,open_grpo-fold --baseline open_grpo --repeats 1   # one lever's own gain
     open-grpo bench --gpus 4 --accelerate zero2       # data-parallel rows (per-GPU numbers)
+    open-grpo bench --rows trl-default,open_grpo,trl-default,open_grpo,open_grpo+own_process --repeats 1 \
+        --deadline 570 --out DIR                      # an explicit order; runs that would end past 570 s are skipped
 
 Bench shape: a Qwen2.5-1.5B-shaped model with random bf16 weights (every completion runs to the maximum length: a
 deterministic worst case), 16 completions per GPU per step (2 prompts x 8), 1024 completion tokens, prompts of ~256
@@ -11,7 +13,9 @@ machine falls on every row alike. Reported per row: pooled per-step median and s
 the ratio to the baseline row with a bootstrap interval and the range over repeats (stats.py); memory (allocated,
 reserved, the device's used) and start-up time. The physical floor (decode: weight bytes per decode step over the
 measured bandwidth, times the steps; training: 6 x params x tokens over the measured bf16 rate) is measured here.
-Writes <out>/<UTC time>-<card>[-x<N>-<accelerate>].json (other shapes: <out>/other/), a PNG beside it, and a table.
+Writes <out>/<UTC time>-<card>[-x<N>-<accelerate>].json (other shapes: <out>/other/), a PNG and a .logs.tar.gz
+(every run's log and vllm_engine.json) beside it, and a table. The headline is the on-policy `open_grpo` row's
+ratio; off-policy rows are labelled and reported apart.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import re
 import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -32,8 +37,10 @@ from ..models import resolve_model
 from ..preflight import model_facts
 from ..shipped import accelerate_config
 from .report import plot, recorded_command, table
-from .stats import interleaved, summarize
+from .stats import headline, interleaved, summarize
 from .variants import ROWS
+
+START = time.time()  # --deadline counts from the command's start (imports and the ceilings' measurement included)
 
 
 def measure_ceilings() -> dict:
@@ -108,7 +115,7 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
-def run_row(name: str, model: str, args, out: Path) -> dict | None:
+def run_row(name: str, model: str, args, out: Path, timeout_s: float | None = None) -> dict | None:
     cmd = [sys.executable, "-m", "open_grpo.bench.worker"]
     if args.gpus > 1:
         cmd = ["accelerate", "launch", "--num_processes", str(args.gpus), "--config_file",
@@ -119,7 +126,7 @@ def run_row(name: str, model: str, args, out: Path) -> dict | None:
     log = out.with_suffix(".log")
     print(f"[bench] {name}: {' '.join(cmd)}  (log: {log})", flush=True)
     start = time.time()
-    returncode = run_logged(cmd, log, args.row_timeout)
+    returncode = run_logged(cmd, log, timeout_s or args.row_timeout)
     if returncode != 0 or not out.exists():
         tail = log.read_text()[-3000:]
         print(f"[bench] {name} FAILED (exit {returncode}) after {time.time() - start:.0f}s:\n{tail}", flush=True)
@@ -140,6 +147,8 @@ def add_arguments(p) -> None:
     p.add_argument("--completion-len", type=int, default=1024)
     p.add_argument("--prompt-len", type=int, default=512)
     p.add_argument("--row-timeout", type=int, default=900, help="seconds per run before it is killed")
+    p.add_argument("--deadline", type=float, default=0, help="seconds for the whole command (0: none): a run that "
+                   "would end past it (judged by the run before it) is skipped, the running one cut at it")  # fmt: skip
     p.add_argument("--out", default="bench/results")
 
 
@@ -211,18 +220,53 @@ def run(args, argv: list[str]) -> int:
         "rows": [],
         "summary": {},
     }
+    started, last = time.time(), 0.0
     for i, name in enumerate(order):
-        row = run_row(name, model, args, work / f"{stamp}-{i}-{name}.json")
+        left = args.deadline - (time.time() - START) if args.deadline else None
+        if out_of_time(left, last):
+            print(f"[bench] {name}: skipped, {left:.0f} s left of --deadline {args.deadline:g}", flush=True)
+            row = {"name": name, "error": "skipped: deadline"}
+        else:
+            begun = time.time()
+            timeout = min(left or args.row_timeout, args.row_timeout)
+            row = run_row(name, model, args, work / f"{stamp}-{i}-{name}.json", timeout)
+            last = time.time() - begun
         if "error" not in row:
             row["floor_s"] = floor["floor_s"]
         result["rows"].append(row)
         result["summary"] = summarize(result["rows"], args.baseline)
+        result["headline"] = headline(result["summary"])
         path.write_text(json.dumps(result, indent=1))  # after every run: a session cut short keeps what ran
+        pack_logs(work, stamp, path.with_suffix(".logs.tar.gz"))
     title = f"GRPO step on {ceilings['card']} x{args.gpus} ({args.shape}), rows interleaved"
     plot(result["rows"], result["summary"], args.baseline, path.with_suffix(".png"), title, floor["floor_s"])
     print(table(result["rows"], result["summary"], args.baseline))
-    print(f"[bench] wrote {path} and {path.with_suffix('.png')}")
+    if result.get("headline"):
+        h = result["headline"]
+        print(f"headline (on-policy): {h['row']} / {args.baseline} = {h['ratio']:.3f}x "
+              f"[{h['ratio_ci95'][0]:.3f}, {h['ratio_ci95'][1]:.3f}]")  # fmt: skip
+    print(f"[bench] wrote {path}, {path.with_suffix('.png')} and {path.with_suffix('.logs.tar.gz')} "
+          f"({time.time() - started:.0f} s of runs)")  # fmt: skip
     return EXIT_OK
+
+
+MIN_RUN_S = 60  # no run (start-up + steps) takes less: with less time left, none is started
+
+
+def out_of_time(left: float | None, last: float) -> bool:
+    """Whether a run should not start with `left` seconds of the deadline (None: no deadline), the run before it
+    having taken `last` seconds (the first runs of a fresh machine also compile vLLM's graphs: the last run, not the
+    longest, is what the next one will take)."""
+    return left is not None and left < max(last, MIN_RUN_S)
+
+
+def pack_logs(work: Path, stamp: str, tar_path: Path) -> None:
+    """Every run's log and the engine settings each row's trainer recorded, in one archive."""
+    with tarfile.open(tar_path, "w:gz") as tar:
+        for log in sorted(work.glob(f"{stamp}-*.log")):
+            tar.add(log, arcname=log.name)
+        for engine in sorted(work.glob("out-*/vllm_engine.json")):
+            tar.add(engine, arcname=f"{engine.parent.name}-vllm_engine.json")
 
 
 def _versions() -> dict:

@@ -5,7 +5,8 @@ Throughput is completions per second per GPU, one value per measured step. A row
 (`--repeats`) pools the steps of all its runs. The ratio is median(row's steps) / median(baseline's steps); its 95%
 interval resamples each run's steps with replacement (stratified by run, so each run keeps its weight) for both
 rows, 2,000 times, with a fixed seed. The repeats range pairs the k-th run of a row with the k-th run of the
-baseline: min and max of those ratios.
+baseline: min and max of those ratios. Off-policy rows (variants.py) count each engine call's cycle of optimizer
+steps as one value; they get a ratio like any row, labelled, and never the headline (`headline`).
 """
 
 from __future__ import annotations
@@ -68,7 +69,9 @@ def summarize(rows: list[dict], baseline: str) -> dict[str, dict]:
                 completion_tokens_mean=statistics.mean(r["completion_tokens_mean"] for r in ok),
                 max_memory_allocated_gib=max(r.get("max_memory_allocated_gib", 0.0) for r in ok),
                 max_memory_reserved_gib=max(r.get("max_memory_reserved_gib", 0.0) for r in ok),
+                peak_total_gib=max(r.get("peak_total_gib", r.get("max_memory_reserved_gib", 0.0)) for r in ok),
                 device_used_gib=max(r.get("device_used_gib", 0.0) for r in ok),
+                off_policy=any(r.get("off_policy", False) for r in ok),
             )
             if base_runs:
                 base_median = statistics.median(x for v in base_runs for x in v)
@@ -78,3 +81,11 @@ def summarize(rows: list[dict], baseline: str) -> dict[str, dict]:
                 entry["ratio_repeats_range"] = [min(paired), max(paired)]
         out[name] = entry
     return out
+
+
+def headline(summary: dict[str, dict], row: str = "open_grpo") -> dict | None:
+    """The on-policy headline: `row`'s ratio to the baseline (None where it has none, or the row is off-policy)."""
+    s = summary.get(row, {})
+    if "ratio" not in s or s.get("off_policy"):
+        return None
+    return {"row": row, "ratio": s["ratio"], "ratio_ci95": s["ratio_ci95"], "steps": s["steps"], "on_policy": True}

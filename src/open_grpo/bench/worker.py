@@ -18,7 +18,7 @@ from ..recipe import load_recipe, recipe_from_keys
 from ..recipe.options import trl_behaviour
 from ..recipe.overrides import to_words
 from ..trainer_builder import build_trainer
-from .variants import REFERENCE_RECIPE, ROWS
+from .variants import REFERENCE_RECIPE, ROWS, steps_per_cycle
 
 START = time.time()  # start-up (imports, model, engine) is measured from here
 BENCH_DATASET = "open_grpo.bench.worker:build_dataset"  # a TRL row's `dataset_name`: the rows train on build_dataset
@@ -47,7 +47,7 @@ def workload(args, output_dir: str, gpu: bool) -> dict:
         "per_device_train_batch_size": args.per_device,
         "num_generations": args.generations,
         "max_completion_length": args.completion_len,
-        "max_steps": args.warmup + args.steps,
+        "max_steps": whole_cycles(args.warmup, args.cycle) + whole_cycles(args.steps, args.cycle),
         "output_dir": output_dir,
         "report_to": "none",
         "logging_steps": 1,
@@ -72,8 +72,36 @@ def row_recipe(row: dict, args, output_dir: str, gpu: bool, model_path: str):
     return recipe_from_keys(keys, source=f"bench row {args.row}")
 
 
+def whole_cycles(n: int, cycle: int) -> int:
+    """`n` rounded up to whole cycles of `cycle` optimizer steps."""
+    return -(-n // cycle) * cycle
+
+
+def merge_cycles(steps: list[dict], cycle: int) -> list[dict]:
+    """Steps of an off-policy row as one record per engine call (`cycle` optimizer steps): times summed, the
+    completions of the cycle over its time, the other metrics' mean over the steps that logged them."""
+    if cycle <= 1:
+        return steps
+    merged = []
+    for i in range(0, len(steps) - cycle + 1, cycle):
+        group = steps[i : i + cycle]
+        seconds = sum(r["time/step"] for r in group)
+        numeric = {k for r in group for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        record = {k: statistics.mean(r[k] for r in group if k in r) for k in numeric}
+        record.update({k: sum(r.get(k, 0.0) for r in group) for k in record if k.startswith("time/")})
+        for metric in ("throughput/completions_per_s_per_gpu", "throughput/completion_tokens_per_s_per_gpu"):
+            record[metric] = sum(r[metric] * r["time/step"] for r in group) / seconds
+        record.update({k: max(r.get(k, 0.0) for r in group) for k in record if k.startswith("memory/")})
+        record["optimizer_steps"] = cycle
+        merged.append(record)
+    return merged
+
+
 def summarize(name: str, timed: list[dict], config: dict, card: str, world: int) -> dict:
-    """A row's result: every measured step, medians and spread, memory, start-up time."""
+    """A row's result: every measured step (off-policy rows: every engine call's cycle of steps), medians and
+    spread, memory (the training process's and, for an engine in its own process, the engine process's), start-up
+    time."""
+    timed = merge_cycles(timed, steps_per_cycle(name))
     per_s = [r["throughput/completions_per_s_per_gpu"] for r in timed]
     step_s = [r["time/step"] for r in timed]
     phases = ["generation", "weight_sync", "rewards", "logprobs", "scoring_other", "train"]
@@ -95,7 +123,13 @@ def summarize(name: str, timed: list[dict], config: dict, card: str, world: int)
         "completion_tokens_mean": statistics.mean(r["completions/mean_length"] for r in timed),
         "max_memory_allocated_gib": max(r.get("memory/peak_gib", 0.0) for r in timed),
         "max_memory_reserved_gib": max(r.get("memory/peak_reserved_gib", 0.0) for r in timed),
+        "engine_process_reserved_gib": max(r.get("memory/engine_process_reserved_gib", 0.0) for r in timed),
+        "peak_total_gib": max(
+            r.get("memory/peak_reserved_gib", 0.0) + r.get("memory/engine_process_reserved_gib", 0.0) for r in timed
+        ),
         "device_used_gib": max(r.get("memory/device_used_gib", 0.0) for r in timed),
+        "off_policy": bool(ROWS[name].get("off_policy")),
+        "staleness_mean": statistics.mean(r.get("offpolicy/staleness", 0.0) for r in timed),
         "phases": {ph: statistics.median(r.get(f"time/{ph}", 0.0) for r in timed) for ph in phases},
     }
 
@@ -112,6 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--completion-len", type=int, default=1024)
     p.add_argument("--prompt-len", type=int, default=512)
     args = p.parse_args(argv)
+    args.cycle = steps_per_cycle(args.row)
 
     import torch
     from transformers import AutoTokenizer
@@ -136,9 +171,10 @@ def main(argv: list[str] | None = None) -> None:
     config = trainer.args
     startup_s = time.time() - START
     trainer.train()
-    timed = [h for h in trainer.state.log_history if "time/step" in h][args.warmup :]
+    timed = [h for h in trainer.state.log_history if "time/step" in h][whole_cycles(args.warmup, args.cycle) :]
     if trainer.accelerator.is_main_process:
-        recorded = {"kind": row["kind"], "keys": row["keys"], "gradient_checkpointing": config.gradient_checkpointing}
+        recorded = {"kind": row["kind"], "keys": row["keys"], "gradient_checkpointing": config.gradient_checkpointing,
+                    "optimizer_steps_per_record": args.cycle}  # fmt: skip
         card = torch.cuda.get_device_name() if gpu else "cpu"
         result = summarize(args.row, timed, recorded, card, int(os.environ.get("WORLD_SIZE", 1)))
         result.update(startup_s=startup_s, wall_s=time.time() - START)

@@ -2,8 +2,14 @@
 
     allreduce.py        how the colocated engine all-reduces with tensor parallelism (a vLLM 0.26 setting)
     batching.py         the engine's max_num_batched_tokens kept within what vLLM's start-up dummy runs address
-    colocated.py        the colocated `vllm.LLM`: extra engine kwargs, batched weight sync, the engine's real
-                        settings, TRL's prompt sampler made resumable
+    colocated.py        the colocated `vllm.LLM`: extra engine kwargs, KV cache sized to the batch, batched weight
+                        sync, the engine's real settings, TRL's prompt sampler made resumable
+    colocated_engine.py the engine's options for the trainer: where its core runs, KV sizing, weights, step metrics
+    own_process.py      the engine core in a process of its own: its environment, arguments and staged weight sync
+    staging.py          the staging buffer's size, offsets and chunks (pure arithmetic)
+    worker_extension.py runs inside vLLM's engine process (worker_extension_cls): weights from the staging buffer
+    step_watch.py       each generate call's engine steps timed; a watchdog for a step that never ends
+    probe_engines.py    the two engines `open_grpo.bench.engine_probe` compares, built by the trainer's path
     generation.py       the sampling parameters TRL sends vLLM: outputs without detokenizing or per-token objects,
                         sampled logprobs only when the loss reads them, the GC paused while vLLM generates
     folded_logprobs.py  TRL's old-logprob pass folded into the loss pass

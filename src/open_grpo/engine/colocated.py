@@ -1,6 +1,7 @@
 """TRL 1.16's colocated vLLM engine (`trl.generation.vllm_generation.VLLMGeneration`), reached into where TRL offers no
-option: extra `vllm.LLM` arguments, weights pushed in chunks, the settings the engine really runs with, and TRL's
-prompt sampler re-seeded per epoch so a resumed run sees the prompts an uninterrupted one would."""
+option: extra `vllm.LLM` arguments, the KV cache sized to the work (kv_cache_plan.py), the engine core in a process
+of its own (own_process.py), weights pushed in chunks, the settings the engine really runs with, and TRL's prompt
+sampler re-seeded per epoch so a resumed run sees the prompts an uninterrupted one would."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ import json
 import logging
 import os
 
+import torch
 from trl.trainer.utils import RepeatSampler
 
+from ..kv_cache_plan import sized_engine_kwargs
+from . import own_process
 from .allreduce import BACKEND_ENV
 from .batching import safe_engine_kwargs
 
@@ -22,13 +26,16 @@ GENERATION_MODULE = "trl.generation.vllm_generation"  # where TRL builds its col
 
 
 @contextlib.contextmanager
-def engine_kwargs_applied(engine_kwargs: dict | None):
-    """While TRL builds its colocated `vllm.LLM`, merge `engine_kwargs` over the arguments TRL passes, and keep
-    `max_num_batched_tokens` within what vLLM's start-up can address (batching.py)."""
+def engine_kwargs_applied(engine_kwargs: dict | None, *, kv_cache: str = "fraction", own_process_engine: bool = False):
+    """While TRL builds its colocated `vllm.LLM`: `engine_kwargs` merged over the arguments TRL passes;
+    `max_num_batched_tokens` kept within what vLLM's start-up can address (batching.py); with `kv_cache` 'auto', the
+    KV cache sized to TRL's batch and length limits (arguments the user gave win); with `own_process_engine`, the
+    engine built in a process of its own. Yields a dict that receives the final arguments."""
     module = importlib.import_module(GENERATION_MODULE)
     original = getattr(module, "LLM", None)
+    built: dict = {}
     if original is None:
-        yield
+        yield built
         return
     engine_kwargs = dict(engine_kwargs or {})
 
@@ -37,16 +44,29 @@ def engine_kwargs_applied(engine_kwargs: dict | None):
         overridden = {k: (kwargs.get(k), v) for k, v in engine_kwargs.items() if k in kwargs}
         if overridden:
             logger.info("vllm_engine_kwargs override TRL's engine arguments: %s", overridden)
-        merged, why = safe_engine_kwargs({**kwargs, **engine_kwargs}, "max_num_batched_tokens" in engine_kwargs)
+        kwargs, why = safe_engine_kwargs({**kwargs, **engine_kwargs}, "max_num_batched_tokens" in engine_kwargs)
         if why:
             logger.info("colocated vLLM engine: %s (vLLM's start-up dummy runs overrun larger budgets)", why)
-        return original(*args, **merged)
+        if kv_cache == "auto":
+            sized, why = sized_engine_kwargs(kwargs, _card_bytes())
+            kwargs.update({k: v for k, v in sized.items() if k not in engine_kwargs})
+            logger.info(why)
+        built["kwargs"] = kwargs
+        if own_process_engine:
+            return own_process.build(original, kwargs)
+        return original(*args, **kwargs)
 
     module.LLM = llm_with_engine_kwargs
     try:
-        yield
+        yield built
     finally:
         module.LLM = original
+
+
+def _card_bytes() -> int | None:
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
 
 
 def batched_sync_weights(gen, chunk_bytes: int) -> None:
@@ -94,16 +114,20 @@ def engine_settings(llm) -> dict | None:
             "disable_custom_all_reduce": config.parallel_config.disable_custom_all_reduce,
             "fuse_allreduce_rms": config.compilation_config.pass_config.fuse_allreduce_rms,
             "flashinfer_allreduce_backend": os.environ.get(BACKEND_ENV, "auto"),
+            "kv_cache_memory_bytes": config.cache_config.kv_cache_memory_bytes,
+            "distributed_executor_backend": config.parallel_config.distributed_executor_backend,
         }
     except AttributeError as e:
         logger.warning("could not read the vLLM engine's config: %s", e)
         return None
 
 
-def record_engine_settings(llm, output_dir: str, is_main: bool) -> None:
-    """Write the settings the colocated engine really runs with to <output_dir>/vllm_engine.json (and the log)."""
+def record_engine_settings(llm, output_dir: str, is_main: bool, extra: dict | None = None) -> None:
+    """Write the settings the colocated engine really runs with, and `extra` (where its core runs), to
+    <output_dir>/vllm_engine.json (and the log)."""
     engine = engine_settings(llm)
     if engine is not None and is_main:
+        engine.update(extra or {})
         os.makedirs(output_dir, exist_ok=True)
         with open(os.path.join(output_dir, "vllm_engine.json"), "w") as f:
             json.dump(engine, f, indent=1, default=str)

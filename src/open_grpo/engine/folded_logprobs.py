@@ -34,8 +34,8 @@ def fold_applies(args) -> tuple[bool, str]:
             f"gradient_accumulation_steps {args.gradient_accumulation_steps} is not a multiple of steps_per_generation "
             f"x num_iterations = {generate_every}: completions outlive an optimizer step, so old logprobs differ"
         )
-    if args.use_liger_kernel:
-        return False, "use_liger_kernel computes its loss in TRL's Liger path"
+    # use_liger_kernel folds too: TRL 1.16 applies only Liger's layer kernels (it forces fused_linear_cross_entropy
+    # off, GRPOTrainer.__init__), and the loss is TRL's `_compute_loss` either way.
     return True, ""
 
 

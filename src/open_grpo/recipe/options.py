@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields
 ALLREDUCE_FUSION_CHOICES = ("auto", "off", "trtllm", "vllm")
 SAMPLING_LOGPROBS_CHOICES = ("auto", "always")
 MEMORY_CHECK_CHOICES = ("error", "warn")
+ENGINE_PROCESS_CHOICES = ("auto", "in_process", "own_process")
+KV_CACHE_CHOICES = ("auto", "fraction")
 
 
 @dataclass
@@ -51,6 +53,34 @@ class OpenGRPOOptions:
             "backend); 'vllm' (no change). See open_grpo/engine/allreduce.py.",
             "choices": ALLREDUCE_FUSION_CHOICES,
             "trl_behaviour": "vllm",
+        },
+    )
+    vllm_engine_process: str = field(
+        default="in_process",
+        metadata={
+            "help": "Colocate: where the vLLM engine core runs. 'in_process' (TRL's: in the training process); "
+            "'own_process' (a process of its own on this rank's GPU, weights through a shared staging buffer; TP 1, "
+            "no sleep mode, no 4/8-bit base); 'auto' (own_process where it applies). See "
+            "open_grpo/engine/own_process.py.",
+            "choices": ENGINE_PROCESS_CHOICES,
+            "trl_behaviour": "in_process",
+        },
+    )
+    vllm_kv_cache: str = field(
+        default="auto",
+        metadata={
+            "help": "Colocate: vLLM's KV cache. 'auto' sizes it to one generation batch (max_num_seqs x max model "
+            "length, with a margin) and sets vLLM's start-up share to weights + cache + overhead; 'fraction' lets vLLM "
+            "take vllm_gpu_memory_utilization of the card (TRL's). See open_grpo/kv_cache_plan.py.",
+            "choices": KV_CACHE_CHOICES,
+            "trl_behaviour": "fraction",
+        },
+    )
+    vllm_engine_step_timeout_s: float = field(
+        default=300.0,
+        metadata={
+            "help": "Colocate: an engine step (a few ms) that runs longer than this is logged with every thread's "
+            "stack; an engine in its own process is then stopped with an error instead of hanging. 0: no watch."
         },
     )
     memory_check: str = field(

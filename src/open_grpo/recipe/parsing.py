@@ -28,6 +28,7 @@ from ..environments.specs import recipe_problems as tool_problems
 from ..errors import RecipeError, did_you_mean
 from ..recipe_keys import ScriptArguments
 from . import schema
+from .engine_process import recipe_problems as engine_process_problems
 from .overrides import parse_overrides
 from .rules_data import data_problems
 from .rules_model import model_problems, reward_problems
@@ -130,6 +131,12 @@ def recipe_from_keys(config: dict, overrides=(), *, world_size: int | None = Non
     problems += model_problems(model_values, training, schema.defaults("model"), failed)
     problems += [] if failed & REWARD_KEYS else reward_problems(script, training)
     problems += tool_problems(script, training)  # environment, tools, max_tool_calling_iterations; TP > 1 refused
+    if "vllm_engine_process" not in failed:
+        problems += engine_process_problems(
+            training.vllm_engine_process, use_vllm=training.use_vllm, mode=training.vllm_mode,
+            tp=training.vllm_tensor_parallel_size, sleep_mode=training.vllm_enable_sleep_mode,
+            quantized=bool(model_values.use_peft and (model_values.load_in_4bit or model_values.load_in_8bit)),
+        )  # fmt: skip
     if problems:
         raise RecipeError(problems, source)
     model = ModelConfig(**sections["model"])

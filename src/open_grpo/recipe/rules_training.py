@@ -32,6 +32,7 @@ MINIMUM = {
     "completions_log_max_per_step": 1,
     "dynamic_sampling_max_rounds": 1,
     "vllm_sync_chunk_mib": 0,
+    "vllm_engine_step_timeout_s": 0,  # 0: no watch
 }
 # the counts the batch arithmetic divides by (world_size.py): it runs once they are sound
 ARITHMETIC_KEYS = ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
