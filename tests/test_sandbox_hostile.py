@@ -37,8 +37,10 @@ HOSTILE = {
 
 # How each one is stopped (a program stopped for another reason would hide a missing limit).
 STOPPED_BY = {
-    "fork_bomb": lambda r: r.timed_out,  # no process gets created (root) or RLIMIT_NPROC: it spins until killed
-    "endless_loop": lambda r: r.timed_out and r.killed_reason == "wall_time",
+    # no process gets created (root) or RLIMIT_NPROC: it spins until the wall-clock or the CPU-time limit stops it
+    # (which comes first depends on how busy the machine is)
+    "fork_bomb": lambda r: r.timed_out or r.killed_reason == "cpu_time",
+    "endless_loop": lambda r: r.killed_reason in ("wall_time", "cpu_time"),
     "huge_allocation": lambda r: "MemoryError" in r.stderr and not r.timed_out,
     "gigabytes_of_output": lambda r: r.killed_reason == "output_limit",
     "faked_exit": lambda r: r.exit_code == 0 and not r.nonce_seen,
