@@ -18,12 +18,12 @@ import logging
 import os
 import sys
 
-from . import preemption, resume
-from .errors import EXIT_CONFIG_ERROR, EXIT_OK, RecipeError
-from .lora import runtime_problems
-from .models import resolve_model
-from .recipe import load_recipe
-from .runs import lock
+from open_grpo.data.models import resolve_model
+from open_grpo.errors import EXIT_CONFIG_ERROR, EXIT_OK, RecipeError
+from open_grpo.recipe import load_recipe
+from open_grpo.runs import lock, resume
+from open_grpo.trainer import preemption
+from open_grpo.trainer.lora import runtime_problems
 
 logger = logging.getLogger("open_grpo")
 
@@ -42,7 +42,7 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
     # Config: every recipe, reward and data-key problem is raised here, for this launch's world size, before torch is
     # imported; then TRL's own config (grpo_config.py) has the last word, before a model or a GPU is touched.
     cfg = load_recipe(recipe, overrides)
-    from .grpo_config import trainer_config
+    from open_grpo.trainer.config import trainer_config
 
     cfg = dataclasses.replace(cfg, training=trainer_config(cfg))
     script, training, model_args = cfg.script, cfg.training, cfg.model
@@ -81,13 +81,20 @@ def main(recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
     from transformers import AutoTokenizer
     from transformers.trainer_callback import ProgressCallback
 
-    from .data import load_prompts, load_together
-    from .environments.setup import trainer_tool_kwargs
-    from .evaluation import load_eval_prompts
-    from .metrics import CompactProgress, MetricsFile, format_summary, plot_rewards, read_metrics, summary
-    from .mixture import load_mixture
-    from .sandbox.recipe import recipe_sandbox
-    from .trainer_builder import build_trainer
+    from open_grpo.data.mixture import load_mixture
+    from open_grpo.data.prompts import load_prompts, load_together
+    from open_grpo.environments.setup import trainer_tool_kwargs
+    from open_grpo.sandbox.recipe import recipe_sandbox
+    from open_grpo.trainer.builder import build_trainer
+    from open_grpo.trainer.evaluation import load_eval_prompts
+    from open_grpo.trainer.metrics import (
+        CompactProgress,
+        MetricsFile,
+        format_summary,
+        plot_rewards,
+        read_metrics,
+        summary,
+    )
 
     transformers.set_seed(training.seed)
     recipe_sandbox(cfg)  # rewards that run code: the sandbox's canary must hold here, before any model loads

@@ -8,5 +8,5 @@ variants.py         the named variants (`trl-default`, `open_grpo` from the refe
 stats.py, report.py ratios with bootstrap intervals, the headline; the table and the PNG
 engine_probe.py     `python -m open_grpo.bench.engine_probe`: the colocated engine in-process vs in its own process
 offpolicy_curve.py  `python -m open_grpo.bench.offpolicy_curve`: off-policy vs on-policy reward curves
-sanity_workload.py  the sanity check's workload (also scripts/sanity_check.py's)
+sanity_workload.py  the sanity check's workload (also bench/sanity_check.py's)
 """

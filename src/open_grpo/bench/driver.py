@@ -32,13 +32,13 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..errors import EXIT_CONFIG_ERROR, EXIT_OK
-from ..models import resolve_model
-from ..preflight import model_facts
-from ..shipped import accelerate_config
-from .report import plot, recorded_command, table
-from .stats import headline, interleaved, summarize
-from .variants import ROWS
+from open_grpo.bench.report import plot, recorded_command, table
+from open_grpo.bench.stats import headline, interleaved, summarize
+from open_grpo.bench.variants import ROWS
+from open_grpo.data.models import resolve_model
+from open_grpo.errors import EXIT_CONFIG_ERROR, EXIT_OK
+from open_grpo.planning.preflight import model_facts
+from open_grpo.recipe.shipped import accelerate_config
 
 START = time.time()  # --deadline counts from the command's start (imports and the ceilings' measurement included)
 

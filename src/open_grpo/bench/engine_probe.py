@@ -219,8 +219,8 @@ def main(argv=None) -> int:
     from accelerate import Accelerator
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ..engine import probe_engines
-    from ..models import resolve_model
+    from open_grpo.data.models import resolve_model
+    from open_grpo.engine import probe_engines
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

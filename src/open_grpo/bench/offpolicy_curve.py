@@ -50,7 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def run_recipe(model: str, data: str, variant: str, seed: int, steps: int, ahead: int, out: str) -> dict:
     """The sanity workload's recipe, made off-policy for `variant` 'off_policy'."""
-    from .sanity_workload import LEARNING_RATE, recipe
+    from open_grpo.bench.sanity_workload import LEARNING_RATE, recipe
 
     cfg = recipe(model, data, "tp1", seed, steps, LEARNING_RATE, out)
     if variant == "off_policy":
@@ -113,9 +113,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import yaml
 
-    from ..models import resolve_model
-    from .driver import out_of_time, run_logged
-    from .sanity_workload import write_prompts
+    from open_grpo.bench.driver import out_of_time, run_logged
+    from open_grpo.bench.sanity_workload import write_prompts
+    from open_grpo.data.models import resolve_model
 
     start = time.time()
     out = Path(args.out)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .stats import METRIC
+from open_grpo.bench.stats import METRIC
 
 PHASES = ["generation", "weight_sync", "rewards", "logprobs", "scoring_other", "train"]
 

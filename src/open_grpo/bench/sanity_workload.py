@@ -7,7 +7,7 @@ vocabulary (entropy ~11.6 of ln 151936 = 11.9 nats), nothing it samples recurs, 
 moved the reward within 10 steps (a 2-layer model of the same width, on CPU). At 0.1 a few candidates per position
 carry the mass and the reward climbs. TRL applies the same temperature to the training log-probs.
 
-Used by scripts/sanity_check.py (the same learning in every layout) and bench/offpolicy_curve.py (off-policy
+Used by bench/sanity_check.py (the same learning in every layout) and bench/offpolicy_curve.py (off-policy
 against on-policy).
 """
 

@@ -14,11 +14,11 @@ import statistics
 import tempfile
 import time
 
-from ..recipe import load_recipe, recipe_from_keys
-from ..recipe.options import trl_behaviour
-from ..recipe.overrides import to_words
-from ..trainer_builder import build_trainer
-from .variants import REFERENCE_RECIPE, ROWS, steps_per_cycle
+from open_grpo.bench.variants import REFERENCE_RECIPE, ROWS, steps_per_cycle
+from open_grpo.recipe import load_recipe, recipe_from_keys
+from open_grpo.recipe.options import trl_behaviour
+from open_grpo.recipe.overrides import to_words
+from open_grpo.trainer.builder import build_trainer
 
 START = time.time()  # start-up (imports, model, engine) is measured from here
 BENCH_DATASET = "open_grpo.bench.worker:build_dataset"  # a TRL row's `dataset_name`: the rows train on build_dataset

@@ -22,8 +22,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import EXIT_CONFIG_ERROR, RecipeError
-from . import bench, check, environments, launch_args, recipes, rewards, tools, train
+from open_grpo.cli import bench, check, environments, launch_args, recipes, rewards, tools, train
+from open_grpo.errors import EXIT_CONFIG_ERROR, RecipeError
 
 COMMANDS = (train, check, launch_args, bench, rewards, environments, tools, recipes)
 

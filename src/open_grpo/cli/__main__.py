@@ -2,6 +2,6 @@
 
 import sys
 
-from . import main
+from open_grpo.cli import main
 
 sys.exit(main())

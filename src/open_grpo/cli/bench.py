@@ -6,20 +6,20 @@ open-grpo bench --rows open_grpo,open_grpo-fold --baseline open_grpo   # one lev
 open-grpo bench --gpus 4 --accelerate zero2       # data-parallel rows (per-GPU numbers)
 """
 
-from ..errors import UsageError
+from open_grpo.errors import UsageError
 
 NAME = "bench"
 HELP = "throughput benchmark on a GPU (trl-default vs open_grpo)"
 
 
 def add_arguments(p) -> None:
-    from ..bench.driver import add_arguments as bench_arguments
+    from open_grpo.bench.driver import add_arguments as bench_arguments
 
     bench_arguments(p)
 
 
 def run(args, rest: list[str]) -> int:
-    from ..bench.driver import run as bench
+    from open_grpo.bench.driver import run as bench
 
     if rest:
         raise UsageError(f"unrecognized arguments: {' '.join(rest)}")

@@ -20,8 +20,8 @@ HELP = "preflight: layout, batch arithmetic, memory plan (offline, no GPU needed
 
 
 def add_arguments(p) -> None:
-    from ..gpus import DEFAULT_GPUS_PER_NODE
-    from ..preflight import ZERO_STAGE
+    from open_grpo.planning.gpus import DEFAULT_GPUS_PER_NODE
+    from open_grpo.planning.preflight import ZERO_STAGE
 
     p.add_argument("recipe", help="a recipe name (open-grpo recipes) or a path to a recipe YAML")
     p.add_argument("--gpus-per-node", type=int, default=DEFAULT_GPUS_PER_NODE)
@@ -35,13 +35,13 @@ def run(args, overrides: list[str]) -> int:
     import json
     import sys
 
-    from ..environments.setup import check_tools
-    from ..errors import EXIT_CHECK_FAILED, EXIT_CONFIG_ERROR, EXIT_OK, RecipeError
-    from ..gpus import card_memory_gib
-    from ..preflight import ZERO_STAGE, layout_problems
-    from ..recipe import load_recipe
-    from ..recipe_plan import plan_recipe
-    from ..sandbox.recipe import recipe_sandbox
+    from open_grpo.environments.setup import check_tools
+    from open_grpo.errors import EXIT_CHECK_FAILED, EXIT_CONFIG_ERROR, EXIT_OK, RecipeError
+    from open_grpo.planning.gpus import card_memory_gib
+    from open_grpo.planning.preflight import ZERO_STAGE, layout_problems
+    from open_grpo.planning.recipe_plan import plan_recipe
+    from open_grpo.recipe import load_recipe
+    from open_grpo.sandbox.recipe import recipe_sandbox
 
     usage = layout_problems(args.gpus_per_node, args.nodes)
     if args.gpu_mem_gib is not None and args.gpu_mem_gib <= 0:

@@ -1,7 +1,7 @@
 """Every environment registered through the `open_grpo.environments` entry points: source, recipe parameters, the
 tools it offers the model, description."""
 
-from ..errors import EXIT_OK, UsageError
+from open_grpo.errors import EXIT_OK, UsageError
 
 NAME = "environments"
 HELP = "list registered environments (tool-using rollouts)"
@@ -20,7 +20,7 @@ def run(args, rest: list[str]) -> int:
 
 def print_plugins(kind: str) -> None:
     """One block per registered environment or tool; a plugin that fails to load shows why."""
-    from ..environments.registry import ToolSpecError, load, names
+    from open_grpo.environments.registry import ToolSpecError, load, names
 
     for name in names(kind):
         try:

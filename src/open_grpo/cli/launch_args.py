@@ -33,9 +33,9 @@ def add_arguments(p) -> None:
 
 
 def run(args, extra: list[str]) -> int:
-    from ..errors import EXIT_CHECK_FAILED, EXIT_OK
-    from ..launch import launch_args
-    from ..preflight import PlanFailed
+    from open_grpo.errors import EXIT_CHECK_FAILED, EXIT_OK
+    from open_grpo.planning.launch import launch_args
+    from open_grpo.planning.preflight import PlanFailed
 
     try:
         values, notes = launch_args(

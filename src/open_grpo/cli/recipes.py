@@ -1,6 +1,6 @@
 """The recipes found: ./recipes, $OPEN_GRPO_RECIPES and the ones shipped with the package."""
 
-from ..errors import EXIT_OK, UsageError
+from open_grpo.errors import EXIT_OK, UsageError
 
 NAME = "recipes"
 HELP = "list recipes"
@@ -13,7 +13,7 @@ def add_arguments(p) -> None:
 def run(args, rest: list[str]) -> int:
     if rest:
         raise UsageError(f"unrecognized arguments: {' '.join(rest)}")
-    from ..recipe import available_recipes
+    from open_grpo.recipe import available_recipes
 
     print("\n".join(available_recipes()))
     return EXIT_OK

@@ -1,6 +1,6 @@
 """Every reward registered through the `open_grpo.rewards` entry points: source, parameters, description."""
 
-from ..errors import EXIT_OK, UsageError
+from open_grpo.errors import EXIT_OK, UsageError
 
 NAME = "rewards"
 HELP = "list registered rewards"
@@ -15,7 +15,7 @@ def run(args, rest: list[str]) -> int:
         raise UsageError(f"unrecognized arguments: {' '.join(rest)}")
     from inspect import Parameter
 
-    from ..rewards.registry import RewardSpecError, load_reward, reward_names
+    from open_grpo.rewards.registry import RewardSpecError, load_reward, reward_names
 
     for name in reward_names():
         try:

@@ -1,8 +1,8 @@
 """Every standalone tool registered through the `open_grpo.tools` entry points: source, recipe parameters,
 description. (An environment's tools are listed by `open-grpo environments`.)"""
 
-from ..errors import EXIT_OK, UsageError
-from .environments import print_plugins
+from open_grpo.cli.environments import print_plugins
+from open_grpo.errors import EXIT_OK, UsageError
 
 NAME = "tools"
 HELP = "list registered standalone tools"

@@ -4,7 +4,7 @@ For several GPUs, start it under a launcher: `make train RECIPE=... NUM_GPUS=n` 
 `accelerate launch --config_file accelerate_configs/zero3.yaml -m open_grpo.train --config RECIPE`.
 """
 
-from ..errors import EXIT_OK
+from open_grpo.errors import EXIT_OK
 
 NAME = "train"
 HELP = "train in this process"
@@ -15,7 +15,7 @@ def add_arguments(p) -> None:
 
 
 def run(args, overrides: list[str]) -> int:
-    from ..train import main
+    from open_grpo.train import main
 
     main(args.recipe, overrides)
     return EXIT_OK

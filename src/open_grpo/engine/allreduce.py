@@ -24,7 +24,7 @@ import ctypes
 import os
 from collections.abc import Mapping
 
-from ..recipe.options import ALLREDUCE_FUSION_CHOICES
+from open_grpo.recipe.options import ALLREDUCE_FUSION_CHOICES
 
 BACKEND_ENV = "VLLM_FLASHINFER_ALLREDUCE_BACKEND"
 CU_DEVICE_ATTRIBUTE_MULTICAST_SUPPORTED = 132

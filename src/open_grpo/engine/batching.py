@@ -13,7 +13,7 @@ a budget a recipe sets above it is a recipe error.
 
 from __future__ import annotations
 
-from ..recipe.rules_training import batched_tokens_limit, batched_tokens_problem
+from open_grpo.recipe.rules_training import batched_tokens_limit, batched_tokens_problem
 
 TRL_BATCHED_TOKENS = 4096  # what TRL 1.16 passes to its colocated `vllm.LLM`
 

@@ -15,10 +15,10 @@ import os
 import torch
 from trl.trainer.utils import RepeatSampler
 
-from ..kv_cache_plan import sized_engine_kwargs
-from . import own_process
-from .allreduce import BACKEND_ENV
-from .batching import safe_engine_kwargs
+from open_grpo.engine import own_process
+from open_grpo.engine.allreduce import BACKEND_ENV
+from open_grpo.engine.batching import safe_engine_kwargs
+from open_grpo.planning.kv_cache_plan import sized_engine_kwargs
 
 logger = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ import functools
 import logging
 from dataclasses import dataclass, field
 
-from ..memory_plan import EngineMemory
-from ..recipe import engine_process as process_choice
-from . import colocated, own_process, step_watch
+from open_grpo.engine import colocated, own_process, step_watch
+from open_grpo.planning.memory_plan import EngineMemory
+from open_grpo.recipe import engine_process as process_choice
 
 logger = logging.getLogger(__name__)
 

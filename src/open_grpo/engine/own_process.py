@@ -32,8 +32,8 @@ from collections.abc import Iterable, Mapping, MutableMapping
 
 import torch
 
-from .staging import ChunkPacker, aligned, buffer_bytes, rpc_args
-from .worker_extension import device_uuid, share
+from open_grpo.engine.staging import ChunkPacker, aligned, buffer_bytes, rpc_args
+from open_grpo.engine.worker_extension import device_uuid, share
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import torch
 
-from . import colocated, generation, own_process, step_watch
+from open_grpo.engine import colocated, generation, own_process, step_watch
 
 CHUNK_MIB = 1024  # the recipes' vllm_sync_chunk_mib
 

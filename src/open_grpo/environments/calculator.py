@@ -11,7 +11,7 @@ import ast
 import math
 import operator
 
-from . import ToolError
+from open_grpo.environments import ToolError
 
 OPERATORS = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,

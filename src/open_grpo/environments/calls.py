@@ -13,7 +13,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 
-from . import ToolError
+from open_grpo.environments import ToolError
 
 
 def model_facing(func: Callable, name: str, params: dict, stats: ToolStats | None = None) -> Callable:

@@ -48,10 +48,10 @@ def template_problems(tokenizer, model: str) -> list[str]:
 
 def offline_tokenizer(model: str, revision: str | None = None):
     """The tokenizer of `model` when it is on this machine (None otherwise): nothing is downloaded."""
-    from ..model_shapes import RANDOM_PREFIX
+    from open_grpo.planning.model_shapes import RANDOM_PREFIX
 
     if model.startswith(RANDOM_PREFIX):
-        from ..tiny import qwen_tokenizer
+        from open_grpo.data.tiny_model import qwen_tokenizer
 
         return qwen_tokenizer()
     from transformers import AutoTokenizer

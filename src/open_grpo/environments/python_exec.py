@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 
-from . import ToolError
+from open_grpo.environments import ToolError
 
 OUTPUT_BYTES = 65536  # what the sandbox keeps of each stream; the model sees at most max_output_chars of it
 # Earlier calls re-run with their output discarded, as one line: the new code's line numbers are off by one at most.
@@ -39,7 +39,7 @@ def open_sandbox(backend: str, wall_s: float, memory_mb: int, workers: int):
     key = (backend, wall_s, memory_mb, workers)
     with _lock:
         if key not in _sandboxes:
-            from ..sandbox import Limits, Sandbox
+            from open_grpo.sandbox import Limits, Sandbox
 
             limits = Limits(wall_s=wall_s, memory_mb=memory_mb, output_bytes=OUTPUT_BYTES)
             _sandboxes[key] = Sandbox(backend=backend, limits=limits, workers=workers)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from ..errors import did_you_mean
+from open_grpo.errors import did_you_mean
 
 GROUPS = {"environment": "open_grpo.environments", "tool": "open_grpo.tools"}
 TRL_METHODS = ("reset", "get_reward")  # an environment's methods that TRL calls itself, never offered as tools
@@ -128,7 +128,7 @@ def load(kind: str, name: str) -> Plugin:
 
 def contract_problems(plugin: Plugin) -> list[str]:
     """How a plugin breaks its contract (module docstring), one line each."""
-    from .calls import model_facing
+    from open_grpo.environments.calls import model_facing
 
     obj = plugin.obj
     if plugin.kind == "environment":

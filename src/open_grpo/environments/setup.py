@@ -6,11 +6,11 @@ from __future__ import annotations
 import logging
 import os
 
-from ..errors import RecipeError
-from ..layout import current_layout
-from .calls import ToolStats, model_facing
-from .chat_template import offline_tokenizer, template_problems
-from .specs import PluginSpec, ToolSetup, layout_problems, parse_tool_setup
+from open_grpo.environments.calls import ToolStats, model_facing
+from open_grpo.environments.chat_template import offline_tokenizer, template_problems
+from open_grpo.environments.specs import PluginSpec, ToolSetup, layout_problems, parse_tool_setup
+from open_grpo.errors import RecipeError
+from open_grpo.runs.layout import current_layout
 
 logger = logging.getLogger(__name__)
 

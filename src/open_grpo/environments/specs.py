@@ -21,8 +21,8 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import did_you_mean
-from .registry import Plugin, ToolSpecError, load
+from open_grpo.environments.registry import Plugin, ToolSpecError, load
+from open_grpo.errors import did_you_mean
 
 ISSUE = "TRL issue #5382"
 

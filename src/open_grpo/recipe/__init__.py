@@ -8,7 +8,7 @@ and reports every problem in one `RecipeError`. Training then builds TRL's real 
 (grpo_config.py), whose own checks have the last word before any model loads.
 """
 
-from ..errors import RecipeError
-from .parsing import Recipe, available_recipes, load_recipe, recipe_from_keys, resolve_recipe
+from open_grpo.errors import RecipeError
+from open_grpo.recipe.parsing import Recipe, available_recipes, load_recipe, recipe_from_keys, resolve_recipe
 
 __all__ = ["Recipe", "RecipeError", "available_recipes", "load_recipe", "recipe_from_keys", "resolve_recipe"]

@@ -13,7 +13,7 @@ choice at start-up (engine/colocated_engine.py). No torch, no vLLM.
 
 from __future__ import annotations
 
-from .options import ENGINE_PROCESS_CHOICES as CHOICES
+from open_grpo.recipe.options import ENGINE_PROCESS_CHOICES as CHOICES
 
 
 def own_process_blockers(*, colocate: bool, tp: int, sleep_mode: bool, quantized: bool) -> list[str]:

@@ -71,7 +71,7 @@ class OpenGRPOOptions:
         metadata={
             "help": "Colocate: vLLM's KV cache. 'auto' sizes it to one generation batch (max_num_seqs x max model "
             "length, with a margin) and sets vLLM's start-up share to weights + cache + overhead; 'fraction' lets vLLM "
-            "take vllm_gpu_memory_utilization of the card (TRL's). See open_grpo/kv_cache_plan.py.",
+            "take vllm_gpu_memory_utilization of the card (TRL's). See open_grpo/planning/kv_cache_plan.py.",
             "choices": KV_CACHE_CHOICES,
             "trl_behaviour": "fraction",
         },
@@ -149,7 +149,7 @@ class OpenGRPOOptions:
         default=False,
         metadata={
             "help": "DAPO's dynamic sampling: drop prompt groups whose completions all got the same reward and refill "
-            "the batch with fresh prompts (open_grpo/dynamic_sampling.py)."
+            "the batch with fresh prompts (open_grpo/trainer/dynamic_sampling.py)."
         },
     )
     dynamic_sampling_max_rounds: int = field(

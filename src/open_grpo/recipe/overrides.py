@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 
-from ..errors import did_you_mean
+from open_grpo.errors import did_you_mean
 
 
 def parse_overrides(words: Iterable[str], known: Iterable[str]) -> tuple[dict[str, str | bool], list[str]]:

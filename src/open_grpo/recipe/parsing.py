@@ -23,17 +23,16 @@ from typing import Any
 
 import yaml
 
-from .. import shipped
-from ..environments.specs import recipe_problems as tool_problems
-from ..errors import RecipeError, did_you_mean
-from ..recipe_keys import ScriptArguments
-from . import schema
-from .engine_process import recipe_problems as engine_process_problems
-from .overrides import parse_overrides
-from .rules_data import data_problems
-from .rules_model import model_problems, reward_problems
-from .rules_training import training_problems
-from .values import checked
+from open_grpo.environments.specs import recipe_problems as tool_problems
+from open_grpo.errors import RecipeError, did_you_mean
+from open_grpo.recipe import schema, shipped
+from open_grpo.recipe.engine_process import recipe_problems as engine_process_problems
+from open_grpo.recipe.keys import ScriptArguments
+from open_grpo.recipe.overrides import parse_overrides
+from open_grpo.recipe.rules_data import data_problems
+from open_grpo.recipe.rules_model import model_problems, reward_problems
+from open_grpo.recipe.rules_training import training_problems
+from open_grpo.recipe.values import checked
 
 REWARD_KEYS = {"rewards", "reward_funcs", "reward_weights"}  # a wrong one is said once, not as "no rewards" too
 # `gradient_checkpointing: auto` (TRL's key is a bool): decided at start-up (activation_checkpointing.py)

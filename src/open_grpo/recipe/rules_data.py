@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import did_you_mean
-from ..recipe_keys import GENERATOR_PREFIX, RESUME_CHOICES, ScriptArguments
-from ..sandbox.recipe import settings_problems as sandbox_problems
+from open_grpo.errors import did_you_mean
+from open_grpo.recipe.keys import GENERATOR_PREFIX, RESUME_CHOICES, ScriptArguments
+from open_grpo.sandbox.recipe import settings_problems as sandbox_problems
 
 # `datasets:` entry key -> the ScriptArguments field it sets for that source (mixture.py loads with it)
 FIELD_OF_ENTRY_KEY = {"name": "dataset_name", "split": "dataset_train_split", "size": "dataset_size",

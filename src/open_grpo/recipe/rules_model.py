@@ -3,11 +3,11 @@ modules matched against the model's module names), and the reward specs (the reg
 
 from __future__ import annotations
 
-from ..errors import RecipeError
-from ..model_shapes import find_shape, random_model_problem
-from ..rewards.registry import RewardSpecError, parse_reward_specs
-from .lora_targets import target_problems
-from .schema import read_snapshot
+from open_grpo.errors import RecipeError
+from open_grpo.planning.model_shapes import find_shape, random_model_problem
+from open_grpo.recipe.lora_targets import target_problems
+from open_grpo.recipe.schema import read_snapshot
+from open_grpo.rewards.registry import RewardSpecError, parse_reward_specs
 
 # ModelConfig keys that only mean something with `use_peft: true` (TRL ignores them otherwise, silently).
 PEFT_KEYS = (

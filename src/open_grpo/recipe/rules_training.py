@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from . import world_size
+from open_grpo.recipe import world_size
 
 # key -> smallest valid value; None means "unset" and is not checked
 MINIMUM = {

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..recipe_keys import ScriptArguments
-from .options import OpenGRPOOptions
+from open_grpo.recipe.keys import ScriptArguments
+from open_grpo.recipe.options import OpenGRPOOptions
 
 SNAPSHOT = Path(__file__).with_name("trl_schema.json")
 SIMPLE = {bool: "bool", int: "int", float: "float", str: "str", type(None): "none"}

@@ -26,9 +26,9 @@ import sys
 import typing
 from importlib.metadata import version
 
-from ..errors import EXIT_CHECK_FAILED, EXIT_OK
-from .lora_targets import COVERED_MODEL_TYPES
-from .schema import SNAPSHOT, describe_type
+from open_grpo.errors import EXIT_CHECK_FAILED, EXIT_OK
+from open_grpo.recipe.lora_targets import COVERED_MODEL_TYPES
+from open_grpo.recipe.schema import SNAPSHOT, describe_type
 
 # transformers.integrations.hub_kernels.is_kernel: an attention kernel from the hub, 'org/repo[@rev][:function]'
 KERNEL_PATTERN = r"[^/:]+/[^/:]+(?:@[^/:]+)?(?::[^/:]+)?"

@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
-from ..errors import did_you_mean
-from .schema import Key
+from open_grpo.errors import did_you_mean
+from open_grpo.recipe.schema import Key
 
 TRUE, FALSE = ("true", "yes", "1"), ("false", "no", "0")
 CONTAINERS = ("dict", "list", "list[str]", "list[int]", "list[float]")
@@ -128,7 +128,7 @@ def checked(key: Key, value: Any, from_cli: bool) -> tuple[Any, str | None]:
 def section_problems(obj, section: str) -> tuple[list[str], bool]:
     """(the type and choice problems of every key of a section held by `obj`, a config built in code; whether every
     type was right, so that the value rules can read them)."""
-    from .schema import keys
+    from open_grpo.recipe.schema import keys
 
     problems, types_ok = [], True
     for key in keys().values():

@@ -4,6 +4,6 @@ Every reward, built-in or third-party, is found through the entry-point group `o
 `registry.py`). None means "cannot score" (unparseable gold answer, verifier failure or timeout), never a silent 0.
 """
 
-from .text import completion_text
+from open_grpo.rewards.text import completion_text
 
 __all__ = ["completion_text"]

@@ -6,10 +6,10 @@ text. None when the gold answer cannot be parsed, or verification fails or passe
 
 from __future__ import annotations
 
-from .events import note
-from .limits import bounds_itself
-from .text import answer_text, completion_text
-from .verifier import get_pool
+from open_grpo.rewards.events import note
+from open_grpo.rewards.limits import bounds_itself
+from open_grpo.rewards.text import answer_text, completion_text
+from open_grpo.rewards.verifier import get_pool
 
 
 def check_answers(completions, solution, timeout: float) -> list[float | None]:

@@ -22,11 +22,11 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from ..sandbox.recipe import needs_sandbox, shared_sandbox
-from .events import note
-from .hooks import checks_params
-from .limits import bounds_itself
-from .text import completion_text
+from open_grpo.rewards.events import note
+from open_grpo.rewards.hooks import checks_params
+from open_grpo.rewards.limits import bounds_itself
+from open_grpo.rewards.text import completion_text
+from open_grpo.sandbox.recipe import needs_sandbox, shared_sandbox
 
 MODES = ("fraction", "pass_fail")
 PYTHON_FENCES = ("python", "py", "python3", "")

@@ -7,7 +7,7 @@ GRPO moves it towards 1.0 by concentrating on lowercase English word pieces.
 
 from __future__ import annotations
 
-from .text import completion_text
+from open_grpo.rewards.text import completion_text
 
 
 def lowercase_letters(completions, **columns) -> list[float]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .text import completion_text
+from open_grpo.rewards.text import completion_text
 
 FORMAT = re.compile(r"\A\s*<think>(.*?)</think>\s*<answer>(.*?)</answer>\s*\Z", re.DOTALL)
 STEPS = re.compile(r"(Step \d+:|^\d+\.|\n-|\n\*|First,|Second,|Next,|Finally,)")

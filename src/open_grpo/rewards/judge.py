@@ -28,10 +28,10 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
-from .events import note
-from .hooks import checks_at_start, checks_params
-from .limits import RewardTimeout
-from .text import completion_text
+from open_grpo.rewards.events import note
+from open_grpo.rewards.hooks import checks_at_start, checks_params
+from open_grpo.rewards.limits import RewardTimeout
+from open_grpo.rewards.text import completion_text
 
 DEFAULT_TEMPLATE = """Grade the answer to the question below. A reference answer is given when one exists.
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 
-from .accuracy import check_answers
-from .limits import bounds_itself
-from .text import completion_text
+from open_grpo.rewards.accuracy import check_answers
+from open_grpo.rewards.limits import bounds_itself
+from open_grpo.rewards.text import completion_text
 
 
 @bounds_itself  # the verifier bounds each completion: no default time_limit for the call

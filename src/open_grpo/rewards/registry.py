@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from ..errors import RecipeError, did_you_mean
-from .events import collecting, note
-from .hooks import declared_problems, start_check, trainer_builder
-from .limits import RewardTimeout, TimeLimitedCaller, as_score, default_time_limit
+from open_grpo.errors import RecipeError, did_you_mean
+from open_grpo.rewards.events import collecting, note
+from open_grpo.rewards.hooks import declared_problems, start_check, trainer_builder
+from open_grpo.rewards.limits import RewardTimeout, TimeLimitedCaller, as_score, default_time_limit
 
 logger = logging.getLogger(__name__)
 

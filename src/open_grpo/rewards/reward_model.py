@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import RecipeError
-from .hooks import checks_params, runs_in_trainer
+from open_grpo.errors import RecipeError
+from open_grpo.rewards.hooks import checks_params, runs_in_trainer
 
 NAME = "reward_model"  # the reward's registered name (pyproject.toml), which the memory plan counts
 DTYPES = ("auto", "bfloat16", "float16", "float32")
@@ -119,7 +119,7 @@ class RewardModelSize:
 def planned_reward_models(specs) -> tuple[list[RewardModelSize], list[str]]:
     """The recipe's reward models with their parameter counts (from config.json: a local folder, the local hub cache),
     and a note for each one whose size is unknown (left out of the plan)."""
-    from ..model_shapes import find_shape
+    from open_grpo.planning.model_shapes import find_shape
 
     sizes, notes = [], []
     for spec in specs:
@@ -157,7 +157,7 @@ def loaded_sizes(reward_funcs) -> list[RewardModelSize]:
 
 def _config_dtype(path: str) -> str | None:
     """The dtype `dtype: auto` loads: config.json's `dtype` (`torch_dtype` in older files)."""
-    from ..model_shapes import cached_config
+    from open_grpo.planning.model_shapes import cached_config
 
     config = Path(path) / "config.json"
     found = config if config.is_file() else cached_config(path)

@@ -27,7 +27,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from ..errors import RecipeError
+from open_grpo.errors import RecipeError
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import RecipeError
-from ..model_shapes import find_shape
+from open_grpo.errors import RecipeError
+from open_grpo.planning.model_shapes import find_shape
 
 SHAPE_KEYS = ("num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads", "head_size",
               "intermediate_size", "vocab_size", "tie_word_embeddings")  # fmt: skip

@@ -14,9 +14,9 @@ import logging
 import os
 from pathlib import Path
 
-from ..checkpoints import checkpoints, read_marker
-from ..errors import RecipeError
-from .lock import LOCK
+from open_grpo.errors import RecipeError
+from open_grpo.runs.lock import LOCK
+from open_grpo.trainer.checkpoints import checkpoints, read_marker
 
 logger = logging.getLogger(__name__)
 

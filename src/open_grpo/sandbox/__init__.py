@@ -13,8 +13,8 @@ read with bounds, kill the process group, judge in the parent), canary.py (probe
 recipe.py (the recipe's `sandbox:` settings and the one sandbox a training process shares).
 """
 
-from .backends import SandboxUnavailable
-from .limits import Limits, RunResult
-from .sandbox import BACKENDS, Sandbox
+from open_grpo.sandbox.backends import SandboxUnavailable
+from open_grpo.sandbox.limits import Limits, RunResult
+from open_grpo.sandbox.sandbox import BACKENDS, Sandbox
 
 __all__ = ["BACKENDS", "Limits", "RunResult", "Sandbox", "SandboxUnavailable"]

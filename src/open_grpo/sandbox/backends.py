@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .limits import MIB, Limits
+from open_grpo.sandbox.limits import MIB, Limits
 
 CHILD_SOURCE = (Path(__file__).parent / "child.py").read_text()
 PYTHON_FLAGS = ("-I", "-S", "-B", "-X", "utf8")

@@ -16,7 +16,7 @@ import tempfile
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .sandbox import Sandbox
+    from open_grpo.sandbox.sandbox import Sandbox
 
 PROBE = r"""
 import json, os, resource, socket, sys

@@ -13,11 +13,11 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 
-from ..errors import did_you_mean
-from .backends import SandboxUnavailable
-from .limits import LIMIT_KEYS, Limits
-from .sandbox import Sandbox
-from .sandbox import settings_problems as sandbox_settings_problems
+from open_grpo.errors import did_you_mean
+from open_grpo.sandbox.backends import SandboxUnavailable
+from open_grpo.sandbox.limits import LIMIT_KEYS, Limits
+from open_grpo.sandbox.sandbox import Sandbox
+from open_grpo.sandbox.sandbox import settings_problems as sandbox_settings_problems
 
 logger = logging.getLogger(__name__)
 
@@ -102,8 +102,8 @@ def startup_problems(settings: dict | None, funcs: Iterable[Callable]) -> list[s
 def recipe_sandbox(recipe) -> str | None:
     """For a recipe whose rewards run code: run the sandbox's canary (`RecipeError` listing what does not hold) and
     return the one line saying what it isolates; None for other recipes (open-grpo check, the trainer's builder)."""
-    from ..errors import RecipeError
-    from ..rewards.registry import load_reward, parse_reward_specs
+    from open_grpo.errors import RecipeError
+    from open_grpo.rewards.registry import load_reward, parse_reward_specs
 
     specs = parse_reward_specs(recipe.script.rewards, recipe.script.reward_funcs, recipe.training.reward_weights)
     funcs = [load_reward(spec.name).func for spec in specs]

@@ -19,8 +19,8 @@ import subprocess
 import time
 from collections.abc import Callable
 
-from .backends import Launch
-from .limits import Limits, RunResult
+from open_grpo.sandbox.backends import Launch
+from open_grpo.sandbox.limits import Limits, RunResult
 
 READ_CHUNK = 1 << 16
 POLL_S = 0.01  # how often the exit is polled where pidfd_open is missing (Linux < 5.3)

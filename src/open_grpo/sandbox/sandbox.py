@@ -8,11 +8,11 @@ import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from . import seccomp
-from .backends import BwrapBackend, ProcessBackend, SandboxUnavailable
-from .canary import canary_problems
-from .limits import Limits, RunResult
-from .runner import run_child
+from open_grpo.sandbox import seccomp
+from open_grpo.sandbox.backends import BwrapBackend, ProcessBackend, SandboxUnavailable
+from open_grpo.sandbox.canary import canary_problems
+from open_grpo.sandbox.limits import Limits, RunResult
+from open_grpo.sandbox.runner import run_child
 
 logger = logging.getLogger(__name__)
 
