@@ -39,10 +39,14 @@ def open_sandbox(backend: str, wall_s: float, memory_mb: int, workers: int):
     key = (backend, wall_s, memory_mb, workers)
     with _lock:
         if key not in _sandboxes:
-            from open_grpo.sandbox import Limits, Sandbox
+            from open_grpo.sandbox import Limits, Sandbox, SandboxUnavailable
 
             limits = Limits(wall_s=wall_s, memory_mb=memory_mb, output_bytes=OUTPUT_BYTES)
-            _sandboxes[key] = Sandbox(backend=backend, limits=limits, workers=workers)
+            sandbox = Sandbox(backend=backend, limits=limits, workers=workers)
+            problems = sandbox.canary()  # 'auto' ran it to choose; a backend named in the recipe must hold too
+            if problems:
+                raise SandboxUnavailable(f"sandbox ({sandbox.backend}): " + "; ".join(problems))
+            _sandboxes[key] = sandbox
         return _sandboxes[key]
 
 

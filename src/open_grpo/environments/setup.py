@@ -50,14 +50,7 @@ def trainer_tool_kwargs(script, training, tokenizer, model: str, datasets) -> di
     stats = ToolStats(setup.tool_names())
     tools = [model_facing(s.plugin.obj, s.plugin.name, s.params, stats) for s in setup.tools]
     factories = {route: EnvironmentFactory(spec, stats) for route, spec in setup.environments.items()}
-    for route, factory in factories.items():  # one built now: a plugin that cannot start fails before the model
-        try:
-            factory()
-        except Exception as e:
-            where = "environment" if route is None else f"environment[{route!r}]"
-            params = factory.spec.params or "its defaults"
-            problems.append(f"{where} ({factory.spec.plugin.name}) cannot be built with {params}: "
-                            f"{type(e).__name__}: {e}")  # fmt: skip
+    problems += build_problems(factories)  # one built now: a plugin that cannot start fails before the model
     if problems:
         raise RecipeError(problems, "tools")
     _fit_engine_length(training, training.max_prompt_tokens, tokenizer, datasets[0], tools, setup)
@@ -84,12 +77,29 @@ def check_tools(recipe, world_size: int, zero_stage: int, accelerate: str) -> li
     tokenizer = offline_tokenizer(model, recipe.model.model_revision)
     if tokenizer is not None:
         problems += template_problems(tokenizer, model)
+    stats = ToolStats(setup.tool_names())  # each environment built once, as at start-up (python_exec: its sandbox)
+    problems += build_problems({route: EnvironmentFactory(spec, stats) for route, spec in setup.environments.items()})
     if problems:
         raise RecipeError(problems, "tools")
     if tokenizer is None:
         return [f"the chat template of {model!r} was not checked for tool support (its tokenizer is not on this "
                 "machine); the trainer checks it at start-up"]  # fmt: skip
     return []
+
+
+def build_problems(factories: dict) -> list[str]:
+    """Build each environment once: what cannot start (bad parameters, a sandbox whose isolation does not hold
+    here) is reported with the recipe's other problems, before any model loads."""
+    problems = []
+    for route, factory in factories.items():
+        try:
+            factory()
+        except Exception as e:
+            where = "environment" if route is None else f"environment[{route!r}]"
+            params = factory.spec.params or "its defaults"
+            problems.append(f"{where} ({factory.spec.plugin.name}) cannot be built with {params}: "
+                            f"{type(e).__name__}: {e}")  # fmt: skip
+    return problems
 
 
 def routing_problems(setup: ToolSetup, dataset) -> list[str]:

@@ -96,3 +96,15 @@ def test_recipe_with_mixture_parses(write_recipe):
         load_recipe(write_recipe({"datasets": []}, drop=["dataset_name"]))
     with pytest.raises(RecipeError, match="'dataset_name' is required"):
         load_recipe(write_recipe({}, drop=["dataset_name"]))
+
+
+def test_columns_every_source_shares_are_kept(tmp_path):
+    """An `environment` column (tool routing) or a reward's extra column survives the mix when every source has it;
+    a column only one source has is dropped."""
+    a = _jsonl(tmp_path / "a.jsonl", [{"q": f"a {i}", "environment": "calc", "only_a": 1} for i in range(20)])
+    b = _jsonl(tmp_path / "b.jsonl", [{"q": f"b {i}", "environment": "python"} for i in range(20)])
+    script = ScriptArguments(datasets=[{"name": a}, {"name": b}], prompt_column="q", solution_column=None)
+    mixed = load_mixture(script, None, seed=0)
+    assert set(mixed.column_names) == {"prompt", "solution", "q", "environment"}  # not only_a
+    routes = {r["prompt"][-1]["content"][0]: r["environment"] for r in mixed}
+    assert routes == {"a": "calc", "b": "python"}

@@ -339,3 +339,21 @@ def test_the_engine_context_makes_room_for_the_tool_schemas(write_recipe, monkey
     trainer_tool_kwargs(recipe.script, training, qwen_tokenizer(), "random:tiny", [_datasets([{}]), None])
     overhead = training.vllm_max_model_length - 128 - 16  # the demo's max_prompt_tokens, completion length
     assert 150 < overhead < 400  # two tool schemas and Qwen's tool instructions, in tokens
+
+
+def test_check_builds_the_environment_and_runs_its_sandbox_canary(monkeypatch, capsys):
+    """python_exec's sandbox must hold here before a model loads: `check` builds each environment once, as start-up
+    does, and a named backend whose canary fails is refused with the recipe's other problems (exit 2)."""
+    from open_grpo.environments import python_exec
+    from open_grpo.sandbox import sandbox as sandbox_module
+
+    monkeypatch.setattr(python_exec, "_sandboxes", {})
+    monkeypatch.setattr(sandbox_module, "canary_problems", lambda sb: ["the child sees network devices: ['eth0']"])
+    environment = '{"name": "python_exec", "backend": "process"}'
+    check = ["check", "qwen-tools-arith", "--gpus-per-node", "1", "--model_name_or_path", "random:tiny", "--json"]
+    assert main(check + ["--environment", environment]) == 2
+    errors = json.loads(capsys.readouterr().out)["errors"]
+    assert any("environment (python_exec) cannot be built" in e and "the child sees network devices" in e
+               for e in errors), errors  # fmt: skip
+    monkeypatch.setattr(sandbox_module, "canary_problems", lambda sb: [])
+    assert main(check + ["--environment", environment]) == 0
