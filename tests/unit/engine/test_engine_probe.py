@@ -129,7 +129,8 @@ def test_probe_engines_built_by_the_trainers_path(monkeypatch, shared_by_referen
     assert own["worker_extension_cls"] == own_process.WORKER_EXTENSION and own["distributed_executor_backend"] == "uni"
     assert inp["distributed_executor_backend"] == "external_launcher"
     for kw in (own, inp):  # TRL's arguments, the KV cache sized to 4 sequences of 48 tokens
-        assert kw["max_num_batched_tokens"] == 4 * 48 and kw["logprobs_mode"] == "processed_logprobs"  # engine/batching.py
+        assert kw["max_num_batched_tokens"] == 4 * 48  # the start-up token cap (engine/batching.py)
+        assert kw["logprobs_mode"] == "processed_logprobs"
         assert kw["max_num_seqs"] == 4 and kw["max_model_len"] == 48 and kw["kv_cache_memory_bytes"] > 0
     for name, engine in engines.items():
         r = engine.generate([[5, 6, 7]] * 4, 6, greedy=True)
